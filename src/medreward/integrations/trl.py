@@ -1,0 +1,348 @@
+"""TRL adapter: a medreward spec as ``GRPOTrainer(reward_funcs=...)`` callables.
+
+TRL (1.16) calls each reward function once per local batch as
+``f(prompts=..., completions=..., completion_ids=..., **reward_kwargs)`` where
+``reward_kwargs`` holds every dataset column (lists aligned with the completions, each
+row repeated ``num_generations`` times) plus ``trainer_state``, ``log_extra`` and
+``log_metric``. It expects exactly one ``float | None`` per completion: ``None`` is "not
+applicable", turned into NaN and left out of that sample's weighted sum. There is no
+try/except around the call, so a bad sample must never raise.
+
+* :func:`reward_func` — one callable for the whole spec (its gates and aggregation apply);
+  TRL logs it as ``rewards/medreward_<spec>/mean``.
+* :func:`reward_funcs_per_component` — one callable per component plus the matching
+  ``reward_weights``, so TRL's own ``reward_weights`` / ``multi_objective_aggregation``
+  (e.g. ``"normalize_then_sum"``, GDPO) combine them. Gates are not applied this way.
+* :func:`async_reward_func` — the same as :func:`reward_func` with an ``async __call__``
+  (TRL gathers async reward functions concurrently; scoring runs in a thread).
+
+Where references come from (per sample): a ``reference`` column (dicts or JSON text) by
+default, else the columns named after the spec's reference fields (``substances``,
+``answer``/``options``, ``value``/``unit``/``lower``/``upper``, ``codes``); or say exactly
+which with ``reference_column=`` or ``columns={field: column}``.
+
+Returned values: the spec's reward for ``ok`` samples, ``None`` for ``not_applicable``,
+``error`` and ``timeout`` (a completion that is ``None``, a malformed reference, a component
+that raised or hung). An empty completion ``""`` is a real, wrong answer and is scored
+(0.0 with the shipped presets) so the policy is pushed away from it. Errors and timeouts are
+logged as one warning per batch with counts.
+
+Logged through ``log_metric`` (averaged per logging step): ``medreward/<component>/mean``
+(over the samples where it applied), ``medreward/<component>/frac_not_applicable``,
+``.../frac_error``, ``.../frac_timeout``, and for the whole callable
+``medreward/<name>/frac_none``, ``.../frac_error``, ``.../frac_timeout``. Through
+``log_extra`` (the completions table): ``<name>/status`` and ``<name>/info`` (compact JSON).
+
+>>> from medreward.integrations.trl import reward_func
+>>> tox = reward_func("toxicology")
+>>> tox.__name__
+'medreward_toxicology'
+>>> tox(prompts=["Pinpoint pupils, apnea. Substance?"],
+...     completions=["<think>miosis</think><answer>opioids</answer>"],
+...     substances=[["opioids"]])
+[1.0]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from medreward.compose.spec import Spec, load_spec
+from medreward.errors import RecordError
+from medreward.integrations._common import (
+    DESIGN_REFERENCE_FIELDS,
+    SpecLike,
+    UnknownDataSourceError,
+    bad_input,
+    coerce_reference,
+    count_statuses,
+    get_scorer,
+    reference_fields,
+    resolve_data_source,
+    to_builtin,
+    warn_failures,
+)
+from medreward.records import ScoredRecord, Status
+from medreward.runner import RunStats
+
+__all__ = [
+    "AsyncTRLReward",
+    "PerComponentRewards",
+    "TRLReward",
+    "async_reward_func",
+    "reward_func",
+    "reward_funcs_per_component",
+]
+
+log = logging.getLogger(__name__)
+
+#: keyword arguments TRL adds that are not dataset columns
+_TRAINER_KWARGS = frozenset({"trainer_state", "log_extra", "log_metric", "environments"})
+_INFO_CHARS = 500  # per-sample info logged to the completions table
+
+
+def _load(spec: SpecLike) -> Spec:
+    """A spec from a preset / registered data-source name, a path, a dict or a Spec."""
+    if isinstance(spec, str):
+        try:
+            spec = resolve_data_source(spec)
+        except UnknownDataSourceError:
+            pass  # a path, or an unknown name that load_spec reports with the preset list
+    return load_spec(dict(spec) if isinstance(spec, Mapping) else spec)
+
+
+def _identifier(text: str) -> str:
+    return re.sub(r"\W+", "_", text).strip("_") or "spec"
+
+
+class TRLReward:
+    """A picklable TRL reward function for a spec (or one component of it).
+
+    Prefer the factories :func:`reward_func` and :func:`reward_funcs_per_component`.
+
+    Args:
+        spec: preset name / registered data source, TOML path, dict or Spec.
+        component: score only this component of the spec (value in its own range).
+        name: the ``__name__`` TRL logs under (default ``medreward_<spec>[_<component>]``).
+        reference_column: a column holding each sample's whole reference (a dict, JSON text,
+            or a plain value for the spec's main field). Default: ``"reference"`` if present.
+        columns: ``{reference field: column}``, for datasets whose columns are named otherwise.
+        time_limit: seconds one component may spend on one sample.
+        metric_prefix: prefix of the ``log_metric`` keys; ``None`` logs no metrics.
+        log_samples: add ``<name>/status`` and ``<name>/info`` columns through ``log_extra``.
+    """
+
+    def __init__(
+        self,
+        spec: SpecLike,
+        *,
+        component: str | None = None,
+        name: str | None = None,
+        reference_column: str | None = None,
+        columns: Mapping[str, str] | None = None,
+        time_limit: float | None = 10.0,
+        metric_prefix: str | None = "medreward",
+        log_samples: bool = True,
+    ) -> None:
+        full = _load(spec)
+        if component is not None:
+            if component not in full.component_names:
+                raise ValueError(
+                    f"spec {full.name!r} has no component {component!r}; components: {', '.join(full.component_names)}"
+                )
+            self.spec = _single_component(full, component)
+        else:
+            self.spec = full
+        self.component = component
+        default = f"medreward_{_identifier(full.name)}" + (f"_{_identifier(component)}" if component else "")
+        self.__name__ = name or default
+        self.reference_column = reference_column
+        self.columns = dict(columns) if columns else None
+        self.time_limit = time_limit
+        self.metric_prefix = metric_prefix
+        self.log_samples = log_samples
+        self._full_spec = full  # references are read as the whole spec reads them
+        self._fields = reference_fields(full)
+        self._warned_no_reference = False
+        get_scorer(self.spec, time_limit=time_limit)  # build now: a bad spec fails before training starts
+
+    # -- TRL entry point --------------------------------------------------------------------
+    def __call__(
+        self,
+        prompts: Sequence[Any] | None = None,
+        completions: Sequence[Any] | None = None,
+        completion_ids: Sequence[Sequence[int]] | None = None,
+        **kwargs: Any,
+    ) -> list[float | None]:
+        """One reward (or ``None``) per completion. Raises only for misaligned inputs."""
+        scored = self._score(prompts, completions, kwargs)
+        self._report(scored, kwargs)
+        return [r.reward for r in scored[0]]
+
+    def _score(
+        self, prompts: Sequence[Any] | None, completions: Sequence[Any] | None, kwargs: Mapping[str, Any]
+    ) -> tuple[list[ScoredRecord], RunStats]:
+        if completions is None:
+            raise ValueError(f"{self.__name__}: TRL passed no 'completions'")
+        n = len(completions)
+        if prompts is None:
+            prompts = [""] * n
+        elif len(prompts) != n:
+            raise ValueError(f"{self.__name__}: got {len(prompts)} prompts but {n} completions")
+        references = self._references(n, kwargs)
+        items: list[Any] = []
+        for prompt, completion, reference in zip(prompts, completions, references, strict=True):
+            if isinstance(reference, str):  # the reference of this sample could not be read
+                items.append(bad_input(reference, {"prompt": prompt, "completion": completion}))
+            else:
+                items.append({"prompt": prompt, "completion": completion, "reference": reference})
+        return get_scorer(self.spec, time_limit=self.time_limit).score(items)
+
+    def _references(self, n: int, kwargs: Mapping[str, Any]) -> list[dict[str, Any] | str]:
+        """Each sample's reference dict, or an error message for a sample whose reference is unreadable."""
+        available = sorted(k for k in kwargs if k not in _TRAINER_KWARGS)
+
+        def column(key: str) -> Sequence[Any]:
+            if key not in kwargs:
+                raise ValueError(f"{self.__name__}: no column {key!r} in the batch; columns: {available}")
+            values = kwargs[key]
+            if isinstance(values, (str, bytes, Mapping)) or not hasattr(values, "__len__"):
+                raise ValueError(f"{self.__name__}: column {key!r} must be a list (one value per completion)")
+            if len(values) != n:
+                raise ValueError(f"{self.__name__}: column {key!r} has {len(values)} values but there are {n} completions")
+            return values
+
+        if self.columns:
+            cols = {field: column(col) for field, col in self.columns.items()}
+            return [{field: to_builtin(values[i]) for field, values in cols.items()} for i in range(n)]
+        whole = self.reference_column or ("reference" if "reference" in kwargs else None)
+        if whole is not None:
+            out: list[dict[str, Any] | str] = []
+            for value in column(whole):
+                try:
+                    out.append(coerce_reference(value, self._full_spec))
+                except RecordError as exc:
+                    out.append(f"column {whole!r}: {exc}")
+            return out
+        names = [f for f in (*self._fields, *DESIGN_REFERENCE_FIELDS) if f in kwargs]
+        names = list(dict.fromkeys(names))
+        if not names:
+            if not self._warned_no_reference and self._fields:
+                log.warning(
+                    "%s: the batch has none of the reference columns %s (columns: %s); answer components "
+                    "will be not_applicable. Pass reference_column= or columns={field: column}.",
+                    self.__name__, ["reference", *self._fields], available,
+                )
+                self._warned_no_reference = True
+            return [{} for _ in range(n)]
+        cols = {name: column(name) for name in names}
+        return [{name: to_builtin(values[i]) for name, values in cols.items()} for i in range(n)]
+
+    def _report(self, scored: tuple[list[ScoredRecord], RunStats], kwargs: Mapping[str, Any]) -> None:
+        records, stats = scored
+        warn_failures(self.__name__, records)
+        log_metric: Callable[[str, float], None] | None = kwargs.get("log_metric")
+        if callable(log_metric) and self.metric_prefix and records:
+            for name, value in self._metrics(records, stats).items():
+                log_metric(name, value)
+        log_extra: Callable[[str, list], None] | None = kwargs.get("log_extra")
+        if callable(log_extra) and self.log_samples and records:
+            log_extra(f"{self.__name__}/status", [r.status.value for r in records])
+            log_extra(f"{self.__name__}/info", [_info_text(r) for r in records])
+
+    def _metrics(self, records: list[ScoredRecord], stats: RunStats) -> dict[str, float]:
+        prefix = self.metric_prefix
+        out: dict[str, float] = {}
+        for name, comp in stats.components.items():
+            scored = comp.scored
+            if comp.mean is not None:
+                out[f"{prefix}/{name}/mean"] = float(comp.mean)
+            if scored:
+                for status in (Status.NOT_APPLICABLE, Status.ERROR, Status.TIMEOUT):
+                    out[f"{prefix}/{name}/frac_{status.value}"] = comp.counts[status.value] / scored
+        counts = count_statuses(records)
+        n = len(records)
+        out[f"{prefix}/{self.__name__}/frac_none"] = sum(r.reward is None for r in records) / n
+        out[f"{prefix}/{self.__name__}/frac_error"] = counts["error"] / n
+        out[f"{prefix}/{self.__name__}/frac_timeout"] = counts["timeout"] / n
+        return out
+
+    # -- pickling: TRL's async GRPO worker and multiprocessing pickle reward functions ----------
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for key in ("spec", "_full_spec"):  # plain dicts: rebuilt (and cached) in the new process
+            state[key] = state[key].to_dict()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        for key in ("spec", "_full_spec"):
+            state[key] = load_spec(state[key])
+        self.__dict__.update(state)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.__name__!r}, spec={self.spec.name!r})"
+
+
+class AsyncTRLReward(TRLReward):
+    """:class:`TRLReward` with ``async __call__``: TRL (``is_async_callable``) awaits it together
+    with its other async reward functions; the scoring itself runs in a worker thread."""
+
+    async def __call__(  # type: ignore[override]
+        self,
+        prompts: Sequence[Any] | None = None,
+        completions: Sequence[Any] | None = None,
+        completion_ids: Sequence[Sequence[int]] | None = None,
+        **kwargs: Any,
+    ) -> list[float | None]:
+        scored = await asyncio.to_thread(self._score, prompts, completions, kwargs)
+        self._report(scored, kwargs)  # on the caller's thread: TRL's log buffers are not locked
+        return [r.reward for r in scored[0]]
+
+
+def _single_component(spec: Spec, component: str) -> Spec:
+    """The spec reduced to one component with weight 1 and no gate: its reward is the component's value."""
+    data = spec.to_dict()
+    [only] = [dict(c) for c in data["components"] if c["name"] == component]
+    only.update(weight=1.0, gate=False)
+    data.update(name=f"{spec.name}.{component}", aggregate="weighted_sum", components=[only])
+    return Spec.from_dict(data, source=f"spec {spec.name!r}, component {component!r}")
+
+
+def _info_text(record: ScoredRecord) -> str:
+    text = json.dumps(record.info, ensure_ascii=False, default=str, separators=(",", ":"))
+    return text if len(text) <= _INFO_CHARS else text[: _INFO_CHARS - 1] + "…"
+
+
+def reward_func(spec: SpecLike, **options: Any) -> TRLReward:
+    """One TRL reward function for the whole spec; options as in :class:`TRLReward`.
+
+    >>> f = reward_func("toxicology")
+    >>> f(prompts=["p", "p"], completions=[[{"role": "assistant", "content": "<think>.</think><answer>ethanol</answer>"}],
+    ...                                     None], reference=['{"substances": ["ethanol"]}', "ethanol"])
+    [1.0, None]
+    """
+    return TRLReward(spec, **options)
+
+
+def async_reward_func(spec: SpecLike, **options: Any) -> AsyncTRLReward:
+    """Like :func:`reward_func`, with an ``async __call__`` that TRL runs concurrently."""
+    return AsyncTRLReward(spec, **options)
+
+
+class PerComponentRewards(NamedTuple):
+    """``reward_funcs`` and the matching ``reward_weights`` (the spec's weights) for TRL."""
+
+    reward_funcs: list[TRLReward]
+    reward_weights: list[float]
+
+
+def reward_funcs_per_component(spec: SpecLike, *, asynchronous: bool = False, **options: Any) -> PerComponentRewards:
+    """One TRL reward function per component, and the spec's weights as ``reward_weights``.
+
+    TRL then forms ``Σ w_k r_k`` (``nansum``: a not-applicable component drops out, as in the
+    spec's ``weighted_sum``), or with ``multi_objective_aggregation="normalize_then_sum"`` the
+    GDPO aggregate. Gates of the spec are not applied (TRL has no such notion): a warning says
+    so. Each component is logged by TRL as ``rewards/medreward_<spec>_<component>/mean``.
+
+    >>> funcs, weights = reward_funcs_per_component("toxicology")
+    >>> [f.__name__ for f in funcs], weights
+    (['medreward_toxicology_format', 'medreward_toxicology_substances'], [0.1, 0.9])
+    """
+    if "name" in options or "component" in options:
+        raise TypeError("reward_funcs_per_component names each function after its component; drop name=/component=")
+    full = _load(spec)
+    gated = [c.name for c in full.components if c.gate]
+    if gated:
+        log.warning(
+            "spec %r gates on %s; per-component TRL rewards cannot apply gates (use reward_func for that)",
+            full.name, gated,
+        )
+    cls = AsyncTRLReward if asynchronous else TRLReward
+    funcs = [cls(full, component=c.name, **options) for c in full.components]
+    return PerComponentRewards(funcs, [float(c.weight) for c in full.components])

@@ -1,0 +1,218 @@
+"""verl adapter: ``compute_score`` for ``reward.custom_reward_function``.
+
+verl (0.9.1) calls a custom reward function once per sample, from a thread pool, with
+keyword arguments ``data_source``, ``solution_str`` (the decoded response, no prompt),
+``ground_truth`` (the Parquet row's ``reward_model.ground_truth``) and ``extra_info``; the
+legacy PRIME manager calls it positionally in that order. The ``batch`` reward manager
+calls ``compute_score(data_sources=, solution_strs=, ground_truths=, extra_infos=)`` instead:
+point ``custom_reward_function.name`` at :func:`compute_score_batch` for it.
+
+Config (``pkg://`` imports the installed module, so aliases you register elsewhere apply)::
+
+    reward:
+      custom_reward_function:
+        path: pkg://medreward.integrations.verl
+        name: compute_score            # compute_score_batch with reward_manager.name=batch
+        reward_kwargs: {failed_score: 0.0}
+
+Which spec: ``data_source`` names a preset (``toxicology``, ``mcq``, ``calculator``,
+``icd_coding``), a default alias (``medqa``, ``medmcqa`` → mcq; ``medcalc_bench`` →
+calculator; ``icd10cm`` → icd_coding) or one you add with :func:`register_data_source`.
+Anything else raises :class:`UnknownDataSourceError` (a ``ValueError``) listing the known names.
+
+Ground truth: a dict, JSON text (``'{"substances": ["opioids"]}'``, ``'["opioids"]'``,
+``'23.4'``) or plain text (``"opioids,ethanol"``, ``"C"``) that fills the task's main
+reference field; Parquet arrays are converted. ``extra_info["reference"]`` (a dict), if
+present, supplies further reference fields (e.g. MCQ ``options``); the ground truth wins.
+
+Result: a dict of floats whose keys are the same for every sample of a run, because verl
+takes the extra-info keys from sample 0 (a missing key is a ``KeyError``, an extra key is
+dropped):
+
+* ``score`` — the reward; ``failed_score`` (default 0.0) when the sample has none
+  (not applicable, error, timeout): verl tensors cannot hold ``None``;
+* ``status_ok``, ``status_not_applicable``, ``status_error``, ``status_timeout`` — 1.0 for the
+  sample's status, else 0.0 (their means are fractions in verl's validation metrics);
+* one key per component of every data source that can occur (all registered ones, or those
+  in ``active_data_sources``) — its value, or the sentinel 0.0 when it has none for this
+  sample (not applicable, failed, or not in this sample's spec).
+
+Errors are per sample: a bad completion or reference gives ``status_error`` and
+``failed_score``; only configuration mistakes (unknown data source, broken spec,
+misaligned batch lists) raise. One scorer per spec per process, shared by verl's threads.
+
+>>> r = compute_score("toxicology", "<think>miosis</think><answer>opioids</answer>", "opioids,ethanol")
+>>> r["score"], r["status_ok"], round(r["substances"], 3), r["format"]
+(0.7, 1.0, 0.667, 1.0)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from medreward.errors import RecordError
+from medreward.integrations import _common
+from medreward.integrations._common import (
+    STATUS_KEYS,
+    SpecLike,
+    UnknownDataSourceError,
+    bad_input,
+    check_component_keys,
+    coerce_reference,
+    data_sources,
+    flat_scores,
+    get_scorer,
+    register_data_source,
+    resolve_data_source,
+    spec_component_names,
+    to_builtin,
+    unregister_data_source,
+    warn_failures,
+)
+
+__all__ = [
+    "UnknownDataSourceError",
+    "compute_score",
+    "compute_score_batch",
+    "data_sources",
+    "register_data_source",
+    "result_keys",
+    "unregister_data_source",
+]
+
+log = logging.getLogger(__name__)
+
+_WARN_EVERY = 30.0  # seconds between failure warnings: called once per sample
+
+_keys_lock = threading.Lock()
+_keys_cache: dict[tuple[Any, ...], tuple[str, ...]] = {}
+_warned_gdpo: set[str] = set()
+
+
+def result_keys(active_data_sources: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The keys of every result: ``score``, the status flags, then the sorted union of the
+    component names of the data sources that can occur (all registered ones by default).
+
+    >>> result_keys(["toxicology"])
+    ('score', 'status_ok', 'status_not_applicable', 'status_error', 'status_timeout', 'format', 'substances')
+    """
+    sources = data_sources()
+    names = tuple(sorted(sources)) if active_data_sources is None else tuple(to_builtin(list(active_data_sources)))
+    key = (_common._registry_version, names)
+    with _keys_lock:
+        hit = _keys_cache.get(key)
+        if hit is not None:
+            return hit
+        components: set[str] = set()
+        for name in names:
+            spec = resolve_data_source(name)
+            try:
+                components.update(spec_component_names(spec))
+            except Exception as exc:
+                if active_data_sources is not None:
+                    raise
+                log.warning("data source %r: spec %r cannot be read (%s); its components are left out", name, spec, exc)
+        ordered = sorted(components)
+        check_component_keys(ordered)
+        out = ("score", *STATUS_KEYS, *ordered)
+        _keys_cache[key] = out
+        return out
+
+
+def _reference(ground_truth: Any, extra_info: Any, spec: Any) -> dict[str, Any]:
+    reference = coerce_reference(ground_truth, spec)
+    more = to_builtin(extra_info.get("reference")) if isinstance(extra_info, Mapping) else None
+    if isinstance(more, Mapping):
+        reference = {**more, **reference}
+    return reference
+
+
+def compute_score_batch(
+    data_sources: Sequence[Any],
+    solution_strs: Sequence[Any],
+    ground_truths: Sequence[Any],
+    extra_infos: Sequence[Any] | None = None,
+    *,
+    failed_score: float = 0.0,
+    time_limit: float | None = 10.0,
+    active_data_sources: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> list[dict[str, float]]:
+    """Score a batch (verl's ``batch`` reward manager); one result dict per sample, in order.
+
+    Samples are grouped by data source and each group is scored in one call of its
+    scorer. Options (also settable as ``reward_kwargs`` in the verl config):
+    ``failed_score`` — ``score`` of samples without a reward; ``time_limit`` — seconds per
+    component and sample; ``active_data_sources`` — the data sources of this run (fixes the
+    result keys to their components and rejects any other). Other keyword arguments
+    (``reward_router_address``, ``reward_model_tokenizer``…) are accepted and ignored.
+    """
+    n = len(solution_strs)
+    if len(data_sources) != n or len(ground_truths) != n or (extra_infos is not None and len(extra_infos) != n):
+        lengths = {
+            "data_sources": len(data_sources),
+            "solution_strs": n,
+            "ground_truths": len(ground_truths),
+            "extra_infos": None if extra_infos is None else len(extra_infos),
+        }
+        raise ValueError(f"compute_score_batch: the lists have different lengths: {lengths}")
+    keys = result_keys(active_data_sources)
+    components = keys[1 + len(STATUS_KEYS):]
+    allowed = None if active_data_sources is None else set(to_builtin(list(active_data_sources)))
+    groups: dict[str, list[int]] = {}
+    specs: dict[str, SpecLike] = {}
+    for i, source in enumerate(data_sources):
+        source = to_builtin(source)
+        if allowed is not None and source not in allowed:
+            raise UnknownDataSourceError(source, sorted(allowed))
+        label = source if isinstance(source, str) else repr(source)
+        if label not in specs:
+            specs[label] = resolve_data_source(source)
+        groups.setdefault(label, []).append(i)
+    results: list[dict[str, float] | None] = [None] * n
+    for label, indices in groups.items():
+        scorer = get_scorer(specs[label], time_limit=time_limit)
+        if scorer.spec.aggregate == "normalize_then_sum" and label not in _warned_gdpo:
+            _warned_gdpo.add(label)
+            log.warning(
+                "data source %r uses normalize_then_sum (GDPO): verl scores sample by sample, so use "
+                "algorithm.adv_estimator=gdpo with gdpo_reward_keys=%s instead",
+                label, list(scorer.spec.component_names),
+            )
+        items: list[Any] = []
+        for i in indices:
+            extra = extra_infos[i] if extra_infos is not None else None
+            try:
+                reference = _reference(ground_truths[i], extra, scorer.spec)
+            except RecordError as exc:
+                items.append(bad_input(f"ground_truth: {exc}", {"completion": solution_strs[i]}))
+                continue
+            items.append({"completion": solution_strs[i], "reference": reference})
+        records, _ = scorer.score(items)
+        warn_failures(f"verl/{label}", records, every=_WARN_EVERY)
+        for i, record in zip(indices, records, strict=True):
+            results[i] = flat_scores(record, components, failed_score=failed_score)
+    return [r for r in results if r is not None]
+
+
+def compute_score(
+    data_source: Any,
+    solution_str: Any,
+    ground_truth: Any,
+    extra_info: Any = None,
+    **kwargs: Any,
+) -> dict[str, float]:
+    """Score one sample: verl's ``custom_reward_function`` (naive, dapo, prime… managers).
+
+    Keeps verl's documented parameter order (positional callers exist). Keyword options as
+    in :func:`compute_score_batch`.
+
+    >>> compute_score("mcq", "<think>…</think><answer>C</answer>", "C")["score"]
+    1.0
+    >>> compute_score("mcq", None, "C")["status_error"]
+    1.0
+    """
+    return compute_score_batch([data_source], [solution_str], [ground_truth], [extra_info], **kwargs)[0]

@@ -1,0 +1,251 @@
+"""Label lists from model output: ``opioids, ethanol`` → ``("opioids", "ethanol")``.
+
+Accepted layouts (mixable; the first that applies wins):
+
+* a JSON array — ``["opioids", "ethanol"]`` — or an object holding exactly one array
+  (``{"substances": [...]}``); ``[]`` is an explicit empty list (``format == "json"``);
+* a bracketed list that is not valid JSON — ``[opioids, 'ethanol']`` — read as text;
+* text: one label per line, bullets (``- x``, ``* x``, ``• x``, ``1. x``, ``1) x``) removed,
+  and within a line labels separated by ``,`` ``;`` ``&`` or the word ``and`` (any case).
+  Separators inside parentheses or brackets do not split ("opioids (e.g., heroin)" is one
+  label). ``/`` and ``or`` never split: "A or B" is a hedge and stays one (unknown) label.
+
+A leading ``Answer:``-style prefix (answer, final answer, labels, substances, classes,
+prediction, diagnosis) and a Markdown code fence are dropped. Each label is stripped of
+whitespace, surrounding quotes, Markdown bold/italics/backticks and trailing ``.``/``:``/``!``.
+Labels are deduplicated case-insensitively, first occurrence kept, order preserved.
+
+Bounded and linear: at most ``max_chars`` characters are read, ``max_labels`` labels kept
+and each label cut to ``max_label_chars`` (a cut label gets a trailing "…" so it can never
+match a vocabulary term by accident); any of these sets ``truncated``. Only ``str`` methods
+and one Python ``re`` pattern made of fixed-width literal alternatives (`` and `` or one of
+``,;&``) run on the text, and whitespace runs are collapsed first, so no pattern can
+backtrack beyond its own length.
+
+>>> parse_labels("opioids, ethanol").labels
+('opioids', 'ethanol')
+>>> parse_labels('["Opioids", "Benzodiazepines"]').labels
+('Opioids', 'Benzodiazepines')
+>>> parse_labels("- **Opioids**\\n- Ethanol.\\n- opioids").labels
+('Opioids', 'Ethanol')
+>>> parse_labels("Answer: cocaine and ethanol").labels
+('cocaine', 'ethanol')
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = ["LabelList", "parse_labels", "parse_labels_batch"]
+
+MAX_LABELS = 256
+MAX_LABEL_CHARS = 128
+MAX_CHARS = 65536
+
+# Fixed-width literal alternatives only (see module docstring): linear on any input.
+_SPLIT = re.compile(r" and |[,;&]", re.IGNORECASE)
+_STRIP = " \t\r\f\v*_`\"'“”‘’«».:!"
+_BULLETS = ("- ", "* ", "• ", "+ ", "– ", "— ", "· ")
+_PREFIXES = frozenset(
+    {
+        "answer", "final answer", "the answer", "labels", "label", "substances", "substance",
+        "substance classes", "classes", "class", "prediction", "predictions", "predicted",
+        "diagnosis", "diagnoses",
+    }
+)  # fmt: skip
+_OPEN, _CLOSE = "([{", ")]}"
+
+
+@dataclass(frozen=True, slots=True)
+class LabelList:
+    """Labels parsed from one answer.
+
+    ``labels``: raw label strings, cleaned and deduplicated, in order. ``truncated``: a bound
+    was hit (text, label count or label length). ``format``: ``"json"`` (a JSON array,
+    possibly the explicit empty ``[]``), ``"text"``, or ``"empty"`` (nothing but blanks).
+    """
+
+    labels: tuple[str, ...]
+    truncated: bool = False
+    format: Literal["json", "text", "empty"] = "text"
+
+
+_EMPTY = LabelList((), False, "empty")
+
+
+def parse_labels(
+    text: str,
+    *,
+    max_labels: int = MAX_LABELS,
+    max_label_chars: int = MAX_LABEL_CHARS,
+    max_chars: int = MAX_CHARS,
+) -> LabelList:
+    """Parse a list of labels from ``text`` (see the module docstring for the layouts).
+
+    >>> parse_labels("1. Acetaminophen\\n2. Salicylates (aspirin, methyl salicylate)").labels
+    ('Acetaminophen', 'Salicylates (aspirin, methyl salicylate)')
+    >>> parse_labels("[]").format, parse_labels("  ").format
+    ('json', 'empty')
+    """
+    if max_labels < 1 or max_label_chars < 1 or max_chars < 1:
+        raise ValueError("max_labels, max_label_chars and max_chars must be >= 1")
+    truncated = len(text) > max_chars
+    if truncated:
+        text = text[:max_chars]
+    s = text.strip()
+    if not s:
+        return LabelList((), truncated, "empty") if truncated else _EMPTY
+    if len(s) <= max_label_chars and s.replace(" ", "").isalnum() and " and " not in s.casefold():
+        return LabelList((s,), truncated, "text")  # fast path: one plain label ("opioids")
+    if s.startswith("```"):  # ```json ... ```: drop the fence lines
+        s = s[3:]
+        s = s[s.find("\n") + 1 :] if "\n" in s else s.lstrip("abcdefghijklmnopqrstuvwxyz")
+        if s.rstrip().endswith("```"):
+            s = s.rstrip()[:-3]
+        s = s.strip()
+    s = _strip_prefix(s)
+    if not s:
+        return LabelList((), truncated, "empty")
+
+    out = _Collector(max_labels, max_label_chars, truncated)
+    if s[:1] in "[{":
+        items = _json_items(s)
+        if items is not None:
+            for item in items:
+                if not out.add(item):
+                    break
+            return out.result("json")
+        # bracketed but not JSON, e.g. [opioids, 'ethanol']: read the inside as text
+        if s[0] == "[":
+            s = s[1:-1] if s.endswith("]") else s[1:]
+
+    for line in s.splitlines() if "\n" in s or "\r" in s else (s,):
+        line = _strip_bullet(line.strip())
+        if not line:
+            continue
+        if not out.add_all(_split_line(line)):
+            break
+    return out.result("text")
+
+
+def parse_labels_batch(texts: Iterable[str], **options: Any) -> list[LabelList]:
+    """:func:`parse_labels` over many texts; one result per text, in order."""
+    return [parse_labels(t, **options) for t in texts]
+
+
+class _Collector:
+    """Cleans, deduplicates and counts labels under the bounds."""
+
+    __slots__ = ("labels", "max_chars", "max_labels", "seen", "truncated")
+
+    def __init__(self, max_labels: int, max_chars: int, truncated: bool) -> None:
+        self.labels: list[str] = []
+        self.seen: set[str] = set()
+        self.max_labels = max_labels
+        self.max_chars = max_chars
+        self.truncated = truncated
+
+    def add(self, raw: str) -> bool:
+        """Add one label; False once the label cap is reached (stop feeding)."""
+        label = _clean(raw)
+        if not label:
+            return True
+        if len(label) > self.max_chars:
+            label = label[: self.max_chars] + "…"
+            self.truncated = True
+        key = label.casefold()
+        if key in self.seen:
+            return True
+        if len(self.labels) >= self.max_labels:
+            self.truncated = True
+            return False
+        self.seen.add(key)
+        self.labels.append(label)
+        return True
+
+    def add_all(self, raws: Iterable[str]) -> bool:
+        for raw in raws:
+            if not self.add(raw):
+                return False
+        return True
+
+    def result(self, fmt: Literal["json", "text"]) -> LabelList:
+        return LabelList(tuple(self.labels), self.truncated, fmt)
+
+
+def _clean(label: str) -> str:
+    label = label.strip(_STRIP)
+    if "**" in label or "__" in label:
+        label = label.replace("**", "").replace("__", "").strip(_STRIP)
+    return label
+
+
+def _strip_prefix(s: str) -> str:
+    """Drop a leading 'Answer:' (or similar) prefix."""
+    colon = s.find(":", 0, 40)
+    if colon > 0 and s[:colon].strip(" *_#`").casefold() in _PREFIXES:
+        return s[colon + 1 :].strip(" *_`\t\r\n")
+    return s
+
+
+def _strip_bullet(line: str) -> str:
+    if line.startswith(_BULLETS):
+        return line[2:].lstrip()
+    if line in ("-", "*", "•"):
+        return ""
+    digits = 0
+    while digits < 3 and digits < len(line) and line[digits].isdigit():
+        digits += 1
+    if digits and line[digits : digits + 1] in (".", ")") and line[digits + 1 : digits + 2] in (" ", "\t"):
+        return line[digits + 2 :].lstrip()
+    return line
+
+
+def _split_line(line: str) -> list[str]:
+    if "  " in line or "\t" in line or "\xa0" in line:
+        line = " ".join(line.split())  # one space per run: the split pattern stays fixed-width
+    if not any(c in line for c in _OPEN):
+        return _SPLIT.split(line)
+    # split only at bracket depth 0; count brackets between separators (linear overall)
+    pieces: list[str] = []
+    start = prev = depth = 0
+    for match in _SPLIT.finditer(line):
+        segment = line[prev : match.start()]
+        depth += sum(segment.count(c) for c in _OPEN) - sum(segment.count(c) for c in _CLOSE)
+        prev = match.start()
+        if depth <= 0:
+            depth = 0
+            pieces.append(line[start : match.start()])
+            start = match.end()
+    pieces.append(line[start:])
+    return pieces
+
+
+def _json_items(s: str) -> list[str] | None:
+    """Strings of a JSON array (or of the one array inside a JSON object); None if not JSON."""
+    if not s.endswith(("]", "}")):
+        return None
+    try:
+        value = json.loads(s)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(value, dict):
+        arrays = [v for v in value.values() if isinstance(v, list)]
+        if len(arrays) != 1:
+            return None
+        value = arrays[0]
+    if not isinstance(value, list):
+        return None
+    items: list[str] = []
+    for item in value:
+        if isinstance(item, str):
+            items.append(item)
+        elif isinstance(item, (int, float)) and not isinstance(item, bool):
+            items.append(str(item))
+        elif isinstance(item, list):  # [["opioids"], ["ethanol"]]: one level of nesting
+            items.extend(x for x in item if isinstance(x, str))
+    return items

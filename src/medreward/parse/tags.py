@@ -1,0 +1,144 @@
+"""Tagged sections of model output: ``<think>…</think><answer>…</answer>``.
+
+Plain string scanning (``str.find``/``rfind``/``count``), so every function is linear in
+the length of the text whatever it contains: no backtracking regular expression ever
+sees a completion. Tag names are configurable and matched exactly (case-sensitive).
+
+Rules, chosen to match how the clinical RL literature reads these outputs:
+
+* the **last complete** ``<tag>…</tag>`` section wins (a model that revises its answer is
+  judged on the final one); its opening tag is the last ``<tag>`` before that closing tag;
+* an opening tag after the last complete section with no closing tag is reported in
+  ``unclosed`` (truncated generations), and its text is available but never silently used;
+* the format check is strict: each tag exactly once, in the given order, non-empty, and
+  (optionally) nothing but whitespace outside the tags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Section", "TaggedText", "extract_section", "parse_tags", "format_problems"]
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """One ``<tag>…</tag>`` section: its content and where it stands in the text."""
+
+    tag: str
+    content: str
+    start: int  # index of "<tag>"
+    end: int  # index just past "</tag>" (or len(text) when unclosed)
+    closed: bool = True
+
+
+def extract_section(text: str, tag: str, *, allow_unclosed: bool = False) -> Section | None:
+    """The last complete ``<tag>…</tag>`` section of ``text``, or ``None``.
+
+    With ``allow_unclosed=True``, an opening tag after the last complete section (or with
+    no closing tag at all) yields its tail as an unclosed section.
+
+    >>> extract_section("<answer>A</answer> wait <answer>C</answer>", "answer").content
+    'C'
+    >>> extract_section("<answer>C", "answer") is None
+    True
+    >>> extract_section("<answer>C", "answer", allow_unclosed=True).content
+    'C'
+    """
+    open_tag, close_tag = f"<{tag}>", f"</{tag}>"
+    close_at = text.rfind(close_tag)
+    complete: Section | None = None
+    if close_at != -1:
+        open_at = text.rfind(open_tag, 0, close_at)
+        if open_at != -1:
+            complete = Section(tag, text[open_at + len(open_tag) : close_at], open_at, close_at + len(close_tag))
+    if allow_unclosed:
+        tail_from = complete.end if complete else 0
+        open_at = text.rfind(open_tag, tail_from)
+        if open_at != -1:
+            return Section(tag, text[open_at + len(open_tag) :], open_at, len(text), closed=False)
+    return complete
+
+
+def format_problems(text: str, tags: tuple[str, ...], *, only_tags: bool = False) -> list[str]:
+    """What keeps ``text`` from being exactly ``<t1>…</t1> <t2>…</t2> …`` (empty list: well formed).
+
+    Checks, in order: each opening and closing tag occurs exactly once, the sections come in
+    the given order, none is empty (whitespace only counts as empty), and with
+    ``only_tags`` nothing but whitespace stands outside them.
+
+    >>> format_problems("<think>r</think><answer>C</answer>", ("think", "answer"))
+    []
+    >>> format_problems("<answer>C</answer><think>r</think>", ("think", "answer"))
+    ['sections out of order: answer before think']
+    """
+    problems: list[str] = []
+    spans: list[tuple[str, int, int, int]] = []  # tag, open index, content start, close index
+    for tag in tags:
+        open_tag, close_tag = f"<{tag}>", f"</{tag}>"
+        n_open, n_close = text.count(open_tag), text.count(close_tag)
+        if n_open != 1 or n_close != 1:
+            if n_open == 0 and n_close == 0:
+                problems.append(f"missing <{tag}>")
+            else:
+                problems.append(f"<{tag}> appears {n_open}× and </{tag}> {n_close}× (expected once each)")
+            continue
+        open_at, close_at = text.find(open_tag), text.find(close_tag)
+        if close_at < open_at:
+            problems.append(f"</{tag}> before <{tag}>")
+            continue
+        spans.append((tag, open_at, open_at + len(open_tag), close_at))
+    if problems:
+        return problems
+    for (tag_a, _, _, close_a), (tag_b, open_b, _, _) in zip(spans, spans[1:]):
+        if open_b < close_a + len(f"</{tag_a}>"):
+            problems.append(f"sections out of order: {tag_b} before {tag_a}")
+    if problems:
+        return problems
+    for tag, _, content_at, close_at in spans:
+        if text[content_at:close_at].isspace() or content_at == close_at:
+            problems.append(f"empty <{tag}>")
+    if only_tags:
+        outside = [text[: spans[0][1]]]
+        for (tag_a, _, _, close_a), (_, open_b, _, _) in zip(spans, spans[1:]):
+            outside.append(text[close_a + len(f"</{tag_a}>") : open_b])
+        last_tag, _, _, last_close = spans[-1]
+        outside.append(text[last_close + len(f"</{last_tag}>") :])
+        if any(chunk and not chunk.isspace() for chunk in outside):
+            problems.append("text outside the tags")
+    return problems
+
+
+@dataclass(frozen=True, slots=True)
+class TaggedText:
+    """All tagged sections of one completion, parsed once and shared by components."""
+
+    sections: dict[str, Section | None]
+    unclosed: tuple[str, ...]
+    problems: tuple[str, ...]
+
+    @property
+    def well_formed(self) -> bool:
+        return not self.problems
+
+    def content(self, tag: str) -> str | None:
+        section = self.sections.get(tag)
+        return None if section is None else section.content
+
+
+def parse_tags(text: str, tags: tuple[str, ...] = ("think", "answer"), *, only_tags: bool = False) -> TaggedText:
+    """Parse every tag of ``tags``: last complete sections, unclosed tags and format problems.
+
+    >>> t = parse_tags("<think>opioid toxidrome</think><answer>opioids</answer>")
+    >>> t.well_formed, t.content("answer")
+    (True, 'opioids')
+    >>> parse_tags("<think>long reasoning cut off…").unclosed
+    ('think',)
+    """
+    sections = {tag: extract_section(text, tag) for tag in tags}
+    unclosed = tuple(
+        tag
+        for tag in tags
+        if (tail := extract_section(text, tag, allow_unclosed=True)) is not None and not tail.closed
+    )
+    return TaggedText(sections, unclosed, tuple(format_problems(text, tags, only_tags=only_tags)))

@@ -1,0 +1,197 @@
+"""The reward-component contract and the registry of component kinds.
+
+A component turns rollouts into :class:`~medreward.records.ComponentScore` values in a
+declared range, or says ``not_applicable``. It is batch-first (``score_batch``), declares
+its parameters as a pydantic model (validated at spec load, with the bad field named),
+is pure and deterministic, and pickles (TRL's async trainer and verl's workers pickle
+rewards). Subclasses register under a ``kind`` name with :func:`register`.
+
+Writing a component::
+
+    @register
+    class Shouting(RewardComponent):
+        '''Fraction of upper-case letters (a toy). Formula: upper/letters. Source: none.'''
+        kind = "toy.shouting"
+
+        class Params(ComponentParams):
+            min_letters: int = 1
+
+        def score_one(self, rollout):
+            text = rollout.completion_text
+            letters = [c for c in text if c.isalpha()]
+            if len(letters) < self.params.min_letters:
+                return ComponentScore.not_applicable("too few letters")
+            return ComponentScore.ok(sum(c.isupper() for c in letters) / len(letters))
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ..errors import SpecError
+from ..parse.tags import Section, extract_section
+from ..records import ComponentScore, Rollout
+
+__all__ = [
+    "ComponentParams",
+    "RewardComponent",
+    "register",
+    "component_class",
+    "registered_kinds",
+    "format_validation_error",
+    "answer_section",
+]
+
+
+class ComponentParams(BaseModel):
+    """Base of every component's parameters: unknown fields are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def format_validation_error(error: ValidationError, prefix: str) -> str:
+    """One line per problem, each naming the field: ``prefix.field: message``."""
+    lines = []
+    for problem in error.errors():
+        loc = ".".join(str(p) for p in problem["loc"])
+        where = f"{prefix}.{loc}" if loc else prefix
+        msg = problem["msg"]
+        if problem["type"] == "extra_forbidden":
+            msg = "unknown parameter"
+        lines.append(f"{where}: {msg}")
+    return "; ".join(lines)
+
+
+class RewardComponent:
+    """Base class of reward components. Subclasses set ``kind``, ``Params`` and ``score_one``
+    (or ``score_batch`` when the batch can be scored faster as a whole)."""
+
+    kind: ClassVar[str] = ""
+    Params: ClassVar[type[ComponentParams]] = ComponentParams
+    #: (low, high) of ``value``; subclasses whose range depends on params override ``output_range``.
+    range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+
+    def __init__(self, name: str | None = None, **params: Any) -> None:
+        self.name = name or self.kind
+        try:
+            self.params = self.Params(**params)
+        except ValidationError as exc:
+            raise SpecError(format_validation_error(exc, f"{self.name}.params")) from None
+        self.setup()
+
+    def setup(self) -> None:
+        """Hook for work done once per component (compiling vocabularies…), after params are valid."""
+
+    @property
+    def output_range(self) -> tuple[float, float]:
+        return self.range
+
+    # -- scoring ---------------------------------------------------------------------------
+    def score_batch(self, rollouts: Sequence[Rollout]) -> list[ComponentScore]:
+        """Score a batch; one result per rollout, in order."""
+        return [self.score_one(r) for r in rollouts]
+
+    def score_one(self, rollout: Rollout) -> ComponentScore:
+        raise NotImplementedError(f"{type(self).__name__} implements neither score_one nor score_batch")
+
+    def __call__(
+        self,
+        completions: Sequence[Any],
+        references: Sequence[Mapping[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> list[float | None]:
+        """Convenience: score completions (strings or conversations) against references.
+
+        Returns one value per completion, ``None`` where the component does not apply or
+        failed. Use :class:`medreward.compose.Scorer` for statuses and info.
+        """
+        refs = references if references is not None else [{}] * len(completions)
+        if len(refs) != len(completions):
+            raise ValueError(f"got {len(completions)} completions but {len(refs)} references")
+        rollouts = [Rollout(completion=c, reference=dict(r or {})) for c, r in zip(completions, refs)]
+        return [s.value for s in self.score_batch(rollouts)]
+
+    # -- spec round-trip and pickling ----------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """The parameters that differ from the defaults (what a spec needs to rebuild this)."""
+        return self.params.model_dump(exclude_defaults=True, mode="json")
+
+    def __reduce__(self):
+        cls = type(self)
+        # built-in kinds rebuild by name; user classes by import path, which a fresh process can resolve
+        builtin = cls.__module__.startswith(__package__ + ".")
+        kind = cls.kind if builtin else f"{cls.__module__}:{cls.__qualname__}"
+        return (_rebuild, (kind, self.name, self.params.model_dump()))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, {self.params!r})"
+
+
+def _rebuild(kind: str, name: str, params: dict[str, Any]) -> RewardComponent:
+    return component_class(kind)(name=name, **params)
+
+
+_REGISTRY: dict[str, type[RewardComponent]] = {}
+
+C = TypeVar("C", bound=type[RewardComponent])
+
+
+def register(cls: C) -> C:
+    """Class decorator: make a component usable in specs under ``cls.kind``."""
+    if not cls.kind:
+        raise TypeError(f"{cls.__name__} has no kind")
+    if cls.kind in _REGISTRY and _REGISTRY[cls.kind] is not cls:
+        raise TypeError(f"component kind {cls.kind!r} is registered twice")
+    _REGISTRY[cls.kind] = cls
+    return cls
+
+
+def component_class(kind: str) -> type[RewardComponent]:
+    """The component class registered as ``kind``; a :class:`SpecError` lists the known kinds."""
+    from . import _load_builtin_components
+
+    _load_builtin_components()
+    if kind in _REGISTRY:
+        return _REGISTRY[kind]
+    if ":" in kind:
+        return _import_component(kind)
+    known = ", ".join(sorted(_REGISTRY))
+    raise SpecError(
+        f"unknown component kind {kind!r}; known kinds: {known} (or give a custom one as 'package.module:ClassName')"
+    )
+
+
+def _import_component(path: str) -> type[RewardComponent]:
+    """A user component named by import path, so that worker processes can build it too."""
+    module_name, _, class_name = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SpecError(f"component kind {path!r}: cannot import module {module_name!r} ({exc})") from None
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, RewardComponent)):
+        raise SpecError(f"component kind {path!r}: {class_name!r} is not a RewardComponent subclass in {module_name}")
+    return cls
+
+
+def registered_kinds() -> dict[str, type[RewardComponent]]:
+    from . import _load_builtin_components
+
+    _load_builtin_components()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def answer_section(rollout: Rollout, tag: str | None, *, allow_unclosed: bool = False) -> str | None:
+    """Text a component judges: the last complete ``<tag>`` section (cached per rollout), or the
+    whole completion when ``tag`` is ``None``. ``None`` means the section is missing."""
+    if tag is None:
+        return rollout.completion_text
+    section: Section | None = rollout.cached(
+        ("section", tag, allow_unclosed),
+        lambda: extract_section(rollout.completion_text, tag, allow_unclosed=allow_unclosed),
+    )
+    return None if section is None else section.content

@@ -1,0 +1,251 @@
+r"""``multilabel``: set agreement between the predicted and the reference labels over a vocabulary."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import Field
+
+from ..errors import RecordError, SpecError
+from ..parse.labels import parse_labels
+from ..records import ComponentScore, Rollout
+from ..vocab import Vocabulary, VocabularyError, load_vocabulary, term_key
+from .base import ComponentParams, RewardComponent, answer_section, register
+
+__all__ = ["MultiLabel", "set_agreement"]
+
+_PREDICTION_CACHE_MAX = 65536  # distinct answers memoised per component (cleared when full)
+_CACHEABLE_CHARS = 512  # longer answers are parsed every time (rare; keeps the memo small)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prediction:
+    ids: tuple[str, ...]  # vocabulary ids, in order of first mention
+    unknown: tuple[str, ...]  # raw labels outside the vocabulary (one per distinct key)
+    truncated: bool
+    empty: bool  # nothing was stated at all (not even "none" or [])
+
+
+def set_agreement(
+    n_pred: int,
+    n_true: int,
+    n_common: int,
+    metric: Literal["f1", "jaccard", "precision_weighted", "recall_weighted"] = "f1",
+    beta: float = 2.0,
+) -> float:
+    r"""Agreement of a predicted set P and a true set T from their sizes and ``|P∩T|``.
+
+    * ``f1``: :math:`2|P∩T|/(|P|+|T|)`
+    * ``jaccard``: :math:`|P∩T|/|P∪T|`
+    * ``recall_weighted``: :math:`F_\beta = (1+\beta^2)|P∩T| / (\beta^2|T| + |P|)` (β > 1
+      weighs a missed label more than a hallucinated one)
+    * ``precision_weighted``: :math:`F_{1/\beta}` (hallucinations weigh more)
+
+    Every metric is 1 when P = T = ∅.
+
+    >>> set_agreement(2, 1, 1), set_agreement(2, 1, 1, "jaccard"), set_agreement(0, 0, 0)
+    (0.6666666666666666, 0.5, 1.0)
+    >>> round(set_agreement(2, 1, 1, "recall_weighted", beta=2.0), 4)  # 5/(4+2)
+    0.8333
+    """
+    if n_pred == 0 and n_true == 0:
+        return 1.0
+    if metric == "f1":
+        return 2.0 * n_common / (n_pred + n_true)
+    if metric == "jaccard":
+        return n_common / (n_pred + n_true - n_common)
+    b2 = beta * beta if metric == "recall_weighted" else 1.0 / (beta * beta)
+    return (1.0 + b2) * n_common / (b2 * n_true + n_pred)
+
+
+@register
+class MultiLabel(RewardComponent):
+    r"""Agreement of the predicted label set P with the reference set T over a closed vocabulary.
+
+    Formula (default ``metric = "f1"``): :math:`R = 2|P∩T|/(|P|+|T|)`, and :math:`R = 1` when
+    :math:`P = T = ∅`. ``"jaccard"``: :math:`|P∩T|/|P∪T|`. ``"recall_weighted"`` /
+    ``"precision_weighted"``: :math:`F_\beta` / :math:`F_{1/\beta}` with the ``beta`` param
+    (:func:`set_agreement`).
+
+    Source: DeToxR (Learning Diagnostic Reasoning for Decision Support in Toxicology, arXiv
+    2603.29608) rewards GRPO with "a multi-label agreement metric" that penalises both missed
+    co-ingestions and hallucinated poisons, and reports Micro-F1. The exact metric is NOT
+    PUBLIC (no code; method section not read); per-sample F1 is medreward's choice because it
+    matches the reported Micro-F1 (reference/formulas.md §1). Hamming accuracy is deliberately
+    not offered: with 14 sparse labels an empty prediction already scores about 0.9.
+
+    Reading the answer: the ``<answer>`` section (``answer_tag``; ``None`` reads the whole
+    completion) is split into labels by :func:`medreward.parse.labels.parse_labels` (comma,
+    newline, bullet, JSON-array… lists) and each label is normalised to vocabulary ids by
+    :meth:`medreward.vocab.Vocabulary.normalize` (synonyms, brand and member drug names; a
+    combination product such as Percocet maps to several ids; "none" / "no intoxicant" / ``[]``
+    is the empty set). Several labels of one class count once.
+
+    Scoring rules:
+
+    * a label outside the vocabulary is a hallucination: it adds one false positive (distinct
+      unknown labels count once each);
+    * a missing answer section, or an answer that states nothing, scores 0.0 with
+      ``info["reason"]`` (DeToxR: an unparseable answer gets 0). The empty set must be said
+      ("none"), so an empty answer cannot collect the ∅/∅ = 1 reward;
+    * "none" next to real labels is ignored (the labels count);
+    * a reference without the field is ``not_applicable``; a reference naming an id that is
+      not in the vocabulary raises :class:`~medreward.errors.RecordError` (a data bug: the
+      runner records ``error``). The reference field is a list of ids, or a string — comma
+      separated (``"opioids, ethanol"``) or a JSON array — as verl passes ``ground_truth``.
+
+    ``info``: ``predicted`` (ids), ``missed`` (reference ids not predicted), ``hallucinated``
+    (predicted ids not in the reference, then the raw unknown labels), ``unknown`` (the raw
+    unknown labels alone); ``truncated`` when the label list hit the parser's bounds.
+
+    Params: ``vocabulary`` (packaged name such as ``"toxicology"``, or a TOML path; required),
+    ``field`` (reference key, default ``"labels"``), ``metric`` (``f1`` | ``jaccard`` |
+    ``precision_weighted`` | ``recall_weighted``), ``beta`` (default 2.0, for the weighted
+    metrics), ``answer_tag`` (default ``"answer"``), ``drug_ner`` (default false: also map
+    drug names the vocabulary lacks through ``drug-named-entity-recognition``; slow to load).
+
+    >>> tox = MultiLabel(vocabulary="toxicology", field="substances")
+    >>> tox(["<answer>opioids, ethanol</answer>", "<answer>Percocet</answer>", "<answer>none</answer>"],
+    ...     [{"substances": ["opioids"]}, {"substances": ["opioids", "acetaminophen"]}, {"substances": []}])
+    [0.6666666666666666, 1.0, 1.0]
+    """
+
+    kind = "multilabel"
+
+    class Params(ComponentParams):
+        vocabulary: str = Field(min_length=1, description="Packaged vocabulary name or path of a TOML file.")
+        field: str = Field(default="labels", min_length=1, description="Reference key holding the true ids.")
+        metric: Literal["f1", "jaccard", "precision_weighted", "recall_weighted"] = "f1"
+        beta: float = Field(default=2.0, gt=0, allow_inf_nan=False, description="β of the weighted F-scores.")
+        answer_tag: str | None = "answer"
+        drug_ner: bool = False
+
+    params: Params
+
+    def setup(self) -> None:
+        try:
+            self._vocab: Vocabulary = load_vocabulary(self.params.vocabulary)
+        except VocabularyError as exc:
+            raise SpecError(f"{self.name}.params.vocabulary: {exc}") from None
+        self._predictions: dict[str, _Prediction] = {}
+        self._truths: dict[Any, tuple[str, ...]] = {}
+
+    @property
+    def vocab(self) -> Vocabulary:
+        return self._vocab
+
+    # -- scoring -----------------------------------------------------------------------------
+    def score_one(self, rollout: Rollout) -> ComponentScore:
+        field = self.params.field
+        raw_truth = rollout.reference.get(field)
+        if raw_truth is None:
+            return ComponentScore.not_applicable(f"reference has no '{field}'")
+        truth = self._cached_truth(raw_truth)
+        answer = answer_section(rollout, self.params.answer_tag)
+        if answer is None:
+            return self._zero(truth, f"no <{self.params.answer_tag}> section")
+        pred = self._predict(answer)
+        if pred.empty:
+            return self._zero(truth, "empty answer")
+
+        truth_set = set(truth)
+        common = sum(1 for i in pred.ids if i in truth_set)
+        value = set_agreement(
+            len(pred.ids) + len(pred.unknown), len(truth), common, self.params.metric, self.params.beta
+        )
+        pred_set = set(pred.ids)
+        info: dict[str, Any] = {
+            "predicted": list(pred.ids),
+            "missed": [i for i in truth if i not in pred_set],
+            "hallucinated": [i for i in pred.ids if i not in truth_set] + list(pred.unknown),
+            "unknown": list(pred.unknown),
+        }
+        if pred.truncated:
+            info["truncated"] = True
+        return ComponentScore(value, info=info)
+
+    def _zero(self, truth: tuple[str, ...], reason: str) -> ComponentScore:
+        return ComponentScore(
+            0.0, info={"reason": reason, "predicted": [], "missed": list(truth), "hallucinated": [], "unknown": []}
+        )
+
+    def _predict(self, answer: str) -> _Prediction:
+        """Labels of an answer as vocabulary ids and unknown raw strings (memoised: RL answers repeat)."""
+        cacheable = len(answer) <= _CACHEABLE_CHARS
+        if cacheable:
+            hit = self._predictions.get(answer)
+            if hit is not None:
+                return hit
+        parsed = parse_labels(answer)
+        ids: dict[str, None] = {}
+        unknown: dict[str, str] = {}  # key → first raw spelling
+        stated = parsed.format == "json"  # "[]" states the empty set
+        for label in parsed.labels:
+            found = self._vocab.normalize(label, drug_ner=self.params.drug_ner)
+            if found is None:
+                unknown.setdefault(term_key(label) or label, label)
+            else:
+                ids.update(dict.fromkeys(found))
+            stated = True
+        pred = _Prediction(tuple(ids), tuple(unknown.values()), parsed.truncated, not stated)
+        if cacheable:
+            if len(self._predictions) >= _PREDICTION_CACHE_MAX:
+                self._predictions.clear()
+            self._predictions[answer] = pred
+        return pred
+
+    def _cached_truth(self, raw: Any) -> tuple[str, ...]:
+        """:meth:`_truth`, memoised: a GRPO group shares one reference, a dataset a few label sets."""
+        try:
+            key = raw if isinstance(raw, str) else tuple(raw) if isinstance(raw, (list, tuple)) else None
+            hit = self._truths.get(key) if key is not None else None
+        except TypeError:  # unhashable items: let _truth name the problem
+            key = hit = None
+        if hit is not None:
+            return hit
+        truth = self._truth(raw)
+        if key is not None:
+            if len(self._truths) >= _PREDICTION_CACHE_MAX:
+                self._truths.clear()
+            self._truths[key] = truth
+        return truth
+
+    def _truth(self, raw: Any) -> tuple[str, ...]:
+        """Reference ids (validated), from a list of ids or a comma-separated / JSON string."""
+        field = self.params.field
+        items: Sequence[Any]
+        if isinstance(raw, str):
+            text = raw.strip()
+            if text.startswith("["):
+                try:
+                    items = json.loads(text)
+                except ValueError:
+                    raise RecordError(f"reference.{field}: {raw[:80]!r} is not a JSON array of ids") from None
+                if not isinstance(items, list):
+                    raise RecordError(f"reference.{field}: {raw[:80]!r} is not a JSON array of ids")
+            else:
+                items = [p for p in (s.strip() for s in text.split(",")) if p]
+        elif isinstance(raw, (list, tuple)):
+            items = raw
+        else:
+            raise RecordError(
+                f"reference.{field} must be a list of ids or a comma-separated string, got {type(raw).__name__}"
+            )
+        vocab = self._vocab
+        out: dict[str, None] = {}
+        for item in items:
+            if not isinstance(item, str) or item.strip() not in vocab:
+                hint = ""
+                if isinstance(item, str):
+                    guess = vocab.normalize(item)
+                    if guess:
+                        hint = f" (did you mean {', '.join(repr(g) for g in guess)}?)"
+                raise RecordError(
+                    f"reference.{field}: {item!r} is not an id of vocabulary {vocab.name!r}{hint}; "
+                    f"ids: {', '.join(vocab.ids)}"
+                )
+            out[item.strip()] = None
+        return tuple(out)

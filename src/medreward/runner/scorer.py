@@ -1,0 +1,257 @@
+"""The Scorer: a spec applied to rollouts with per-sample isolation.
+
+Guarantees (DESIGN.md, reliability rules):
+
+* one output per input, in input order, whatever the input contains;
+* a component that raises, hangs past ``time_limit`` or returns NaN / a value outside its
+  declared range affects only its own samples (status ``error``/``timeout``, with
+  ``info["error"]``); the rest of the batch is scored;
+* a record that breaks the rollout contract (or a malformed input line) becomes an ``error``
+  record that keeps what came in;
+* time limits work on any thread and in worker processes (no ``signal.alarm``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from ..compose.combine import combine
+from ..compose.spec import Spec, load_spec
+from ..errors import RecordError
+from ..parse.text import TextTypeError
+from ..records import BadRecord, ComponentScore, Rollout, ScoredRecord, Status
+from ..rewards.base import RewardComponent
+from .stats import RunStats
+from .watchdog import TIMED_OUT, DaemonWorker, run_with_deadline
+
+__all__ = ["Scorer", "BadRecord", "score"]
+
+log = logging.getLogger(__name__)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = text[:300]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class Scorer:
+    """Score rollouts with a spec.
+
+    Args:
+        spec: a preset name, a TOML path, a dict or a :class:`~medreward.compose.Spec`.
+        time_limit: seconds one component may spend on one sample (``None``: no limit).
+        workers: worker processes; 0 or 1 scores in this process.
+        chunk_size: records per batch handed to components (and to each worker).
+
+    >>> scorer = Scorer("toxicology")
+    >>> [r] = scorer.score([{"completion": "<think>miosis, apnea</think><answer>opioids</answer>",
+    ...                      "reference": {"substances": ["opioids"]}}])
+    >>> r.status.value, r.reward, r.components
+    ('ok', 1.0, {'format': 1.0, 'substances': 1.0})
+    """
+
+    def __init__(
+        self,
+        spec: str | Path | Spec | Mapping[str, Any],
+        *,
+        time_limit: float | None = 10.0,
+        workers: int = 0,
+        chunk_size: int = 256,
+    ) -> None:
+        if time_limit is not None and not (time_limit > 0):
+            raise ValueError(f"time_limit must be > 0 seconds or None, got {time_limit!r}")
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0, got {workers}")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.spec = load_spec(spec if not isinstance(spec, Mapping) else dict(spec))
+        self.components: list[RewardComponent] = self.spec.build()
+        self.time_limit = time_limit
+        self.workers = workers
+        self.chunk_size = chunk_size
+        self.stats = RunStats.empty(self.spec.component_names)
+        self._worker: list[DaemonWorker] | None = None
+
+    # -- public API ----------------------------------------------------------------------
+    def score(self, records: Iterable[Rollout | Mapping[str, Any] | BadRecord]) -> list[ScoredRecord]:
+        """Score records (dicts in the rollout format, :class:`Rollout` objects, or :class:`BadRecord`)."""
+        return list(self.iter_score(records))
+
+    def iter_score(
+        self,
+        records: Iterable[Rollout | Mapping[str, Any] | BadRecord],
+        *,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> Iterator[ScoredRecord]:
+        """Score a stream chunk by chunk, yielding results in input order.
+
+        With ``aggregate = "normalize_then_sum"`` the whole input is one batch (GDPO
+        normalises over the batch), so it is held in memory; ``weighted_sum`` streams.
+        """
+        started = time.perf_counter()
+        try:
+            if self.spec.aggregate == "normalize_then_sum":
+                chunks: Iterable[list[Any]] = [list(records)]
+            else:
+                chunks = _chunks(records, self.chunk_size)
+            if self.workers > 1:
+                from .pool import score_in_workers
+
+                for batch in score_in_workers(self, chunks):
+                    yield from batch
+                    if on_progress:
+                        on_progress(len(batch))
+            else:
+                for chunk in chunks:
+                    batch = self.score_chunk(chunk)
+                    yield from batch
+                    if on_progress:
+                        on_progress(len(batch))
+        finally:
+            self.stats.seconds += time.perf_counter() - started
+
+    def score_chunk(self, items: Sequence[Rollout | Mapping[str, Any] | BadRecord]) -> list[ScoredRecord]:
+        """Score one batch in this process, updating :attr:`stats`."""
+        out: list[ScoredRecord | None] = [None] * len(items)
+        valid: list[Rollout] = []
+        where: list[int] = []
+        for i, item in enumerate(items):
+            admitted = self._admit(item)
+            if isinstance(admitted, ScoredRecord):
+                out[i] = admitted
+            else:
+                valid.append(admitted)
+                where.append(i)
+        if valid:
+            scores = []
+            for component in self.components:
+                t0 = time.perf_counter()
+                results = self._run_component(component, valid)
+                comp_stats = self.stats.components[component.name]
+                comp_stats.seconds += time.perf_counter() - t0
+                for s in results:
+                    comp_stats.counts[s.status.value] += 1
+                    if s.status is Status.OK:
+                        comp_stats.total += s.value  # type: ignore[operator]
+                scores.append(results)
+            for i, record in zip(where, combine(self.spec, valid, scores)):
+                out[i] = record
+        final = [r for r in out if r is not None]
+        assert len(final) == len(items)
+        self.stats.add_records(final)
+        return final
+
+    # -- internals -------------------------------------------------------------------------
+    def _admit(self, item: Any) -> Rollout | ScoredRecord:
+        """The rollout to score, or an ``error`` record for input that cannot be scored at all."""
+
+        def rejected(record: dict[str, Any], error: str) -> ScoredRecord:
+            empty = {n: None for n in self.spec.component_names}
+            return ScoredRecord(record, None, empty, Status.ERROR, {"error": error})
+
+        if isinstance(item, BadRecord):
+            return rejected(item.to_record(), item.error)
+        if isinstance(item, Rollout):
+            rollout = item
+        elif isinstance(item, Mapping):
+            try:
+                rollout = Rollout.from_dict(item)
+            except RecordError as exc:
+                return rejected(dict(item), str(exc))
+        else:
+            return rejected({"raw": repr(item)[:1000]}, f"a record must be an object, got {type(item).__name__}")
+        if not isinstance(rollout.completion, (str, list)):
+            kind = "null" if rollout.completion is None else type(rollout.completion).__name__
+            return rejected(rollout.record_dict(), f"completion must be text or a list of messages, got {kind}")
+        return rollout
+
+    def _run_component(self, component: RewardComponent, rollouts: list[Rollout]) -> list[ComponentScore]:
+        if self.time_limit is None:
+            raw = self._run_unlimited(component, rollouts)
+        else:
+            if self._worker is None:
+                self._worker = [DaemonWorker()]
+            per_sample = type(component).score_batch is RewardComponent.score_batch
+            if per_sample:
+                result = run_with_deadline(rollouts, component.score_one, self.time_limit, self._worker)
+                raw = result.results
+                self.stats.abandoned_threads += result.abandoned_threads
+            else:
+                batch = run_with_deadline(
+                    [rollouts], component.score_batch, self.time_limit * len(rollouts), self._worker
+                )
+                self.stats.abandoned_threads += batch.abandoned_threads
+                whole = batch.results[0]
+                if isinstance(whole, list) and len(whole) == len(rollouts):
+                    raw = whole
+                else:  # raised, hung or miscounted: find the culprits one sample at a time
+                    single = run_with_deadline(
+                        rollouts, lambda r: _only(component.score_batch([r])), self.time_limit, self._worker
+                    )
+                    self.stats.abandoned_threads += single.abandoned_threads
+                    raw = single.results
+        return [self._check(component, r) for r in raw]
+
+    def _run_unlimited(self, component: RewardComponent, rollouts: list[Rollout]) -> list[Any]:
+        try:
+            out = component.score_batch(rollouts)
+            if isinstance(out, list) and len(out) == len(rollouts):
+                return out
+        except Exception:  # noqa: BLE001 - isolate below
+            pass
+        raw: list[Any] = []
+        for r in rollouts:
+            try:
+                raw.append(_only(component.score_batch([r])))
+            except Exception as exc:  # noqa: BLE001 - isolated per sample
+                raw.append(exc)
+        return raw
+
+    def _check(self, component: RewardComponent, result: Any) -> ComponentScore:
+        """Turn a raw result into a valid ComponentScore (errors for anything off-contract)."""
+        if result is TIMED_OUT:
+            return ComponentScore.error(f"exceeded the time limit of {self.time_limit:g} s", Status.TIMEOUT)
+        if isinstance(result, TextTypeError):
+            return ComponentScore.error(f"completion is not text: {result}")
+        if isinstance(result, BaseException):
+            return ComponentScore.error(_describe(result))
+        if not isinstance(result, ComponentScore):
+            return ComponentScore.error(f"component returned {type(result).__name__}, not a ComponentScore")
+        if result.status is Status.OK:
+            value = result.value
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                return ComponentScore.error(f"component returned a non-finite value {value!r}")
+            low, high = component.output_range
+            if not (low - 1e-9 <= value <= high + 1e-9):
+                return ComponentScore.error(f"component returned {value!r}, outside its range [{low:g}, {high:g}]")
+        elif result.value is not None:
+            result = ComponentScore(None, result.status, result.info)
+        return result
+
+
+def _only(results: Any) -> ComponentScore:
+    if not isinstance(results, list) or len(results) != 1:
+        raise RuntimeError(f"score_batch returned {type(results).__name__} of the wrong length for one sample")
+    return results[0]
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def score(
+    records: Iterable[Rollout | Mapping[str, Any]],
+    spec: str | Path | Spec | Mapping[str, Any],
+    **options: Any,
+) -> list[ScoredRecord]:
+    """Score records with a spec in one call: ``score(records, "toxicology")``."""
+    return Scorer(spec, **options).score(records)

@@ -1,0 +1,183 @@
+"""Golden and property tests of the tagged-section parser (:mod:`medreward.parse.tags`)."""
+
+from __future__ import annotations
+
+import doctest
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import medreward.parse.tags as tags_module
+from medreward.parse.tags import extract_section, format_problems, parse_tags
+
+FUZZ = settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+
+# Bare tag names, as FormatTags accepts them: non-empty, no angle brackets, slash or space/tab/newline.
+TAG_NAMES = st.text(st.characters(exclude_characters="<>/ \t\n"), min_size=1, max_size=8)
+# Any text, lone surrogates included (model output can hold them).
+ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=200)
+# Plain chunks hold no "<", so every tag in a generated text comes from a tag token.
+PLAIN = st.text(st.characters(exclude_characters="<"), max_size=6)
+
+
+# -- golden ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "text, content",
+    [
+        ("<answer>C</answer>", "C"),
+        ("<answer>A</answer> wait, no: <answer>C</answer>", "C"),  # the last complete section wins
+        ("<answer>a<answer>b</answer>", "b"),  # its opening tag is the last one before the closing tag
+        ("<answer>x</answer>y</answer>", "x</answer>y"),  # ...and its closing tag is the last one
+        ("<answer></answer>", ""),
+        ("<answer>C</answer><answer>D", "C"),  # a trailing unclosed section is not used
+        ("a</answer>", None),
+        ("</answer><answer>C", None),
+        ("<Answer>C</Answer>", None),  # case-sensitive
+        ('<answer type="x">C</answer>', None),  # exact tags only
+        ("", None),
+    ],
+)
+def test_extract_section_golden(text: str, content: str | None) -> None:
+    section = extract_section(text, "answer")
+    assert (None if section is None else section.content) == content
+    if section is not None:
+        assert section.closed and text[section.start : section.end] == f"<answer>{content}</answer>"
+
+
+@pytest.mark.parametrize(
+    "text, content, closed",
+    [
+        ("<answer>C", "C", False),
+        ("<answer>A</answer><answer>B", "B", False),  # unclosed after the last complete one
+        ("<answer>A</answer> <answer>", "", False),
+        ("<answer>A</answer>", "A", True),  # nothing unclosed: the complete one
+        ("no tags", None, None),
+    ],
+)
+def test_extract_section_allow_unclosed(text: str, content: str | None, closed: bool | None) -> None:
+    section = extract_section(text, "answer", allow_unclosed=True)
+    if content is None:
+        assert section is None
+    else:
+        assert (section.content, section.closed) == (content, closed)
+        assert section.end == len(text) or closed
+
+
+def test_parse_tags_golden() -> None:
+    good = parse_tags("<think>pupils 1 mm</think>\n<answer>opioids</answer>")
+    assert good.well_formed and good.unclosed == () and good.content("think") == "pupils 1 mm"
+    assert good.content("answer") == "opioids" and good.content("other") is None
+    cut = parse_tags("<think>long reasoning <answer>maybe")
+    assert cut.unclosed == ("think", "answer") and cut.sections == {"think": None, "answer": None}
+    assert cut.problems == (
+        "<think> appears 1× and </think> 0× (expected once each)",
+        "<answer> appears 1× and </answer> 0× (expected once each)",
+    )
+    revised = parse_tags("<think>a</think><answer>A</answer><answer>B</answer>")
+    assert revised.content("answer") == "B" and not revised.well_formed
+    custom = parse_tags("<reasoning>r</reasoning><final>x</final>", ("reasoning", "final"))
+    assert custom.well_formed and custom.content("final") == "x"
+
+
+# -- properties ----------------------------------------------------------------------------------------
+@FUZZ
+@given(ANY_TEXT, st.lists(TAG_NAMES, min_size=1, max_size=3, unique=True), st.booleans())
+def test_no_exception_on_any_text_and_tag(text: str, tags: list[str], only_tags: bool) -> None:
+    parsed = parse_tags(text, tuple(tags), only_tags=only_tags)
+    assert set(parsed.sections) == set(tags)  # one entry per tag, found or not
+    assert set(parsed.unclosed) <= set(tags)
+    assert all(isinstance(p, str) for p in parsed.problems)
+    for tag in tags:
+        for allow in (False, True):
+            section = extract_section(text, tag, allow_unclosed=allow)
+            if section is not None:
+                assert f"<{tag}>" not in section.content or not section.closed  # last opening tag
+                assert text[section.start :].startswith(f"<{tag}>")
+
+
+@FUZZ
+@given(st.data(), TAG_NAMES, TAG_NAMES)
+def test_last_complete_section_rule(data: st.DataObject, tag: str, other: str) -> None:
+    """Model: a text built of plain chunks and tag tokens; the section is the tokens between the
+    last closing token and the last opening token before it."""
+    open_t, close_t = f"<{tag}>", f"</{tag}>"
+    distractors = [f"<{other}>", f"</{other}>"] if other != tag else []
+    tokens = data.draw(st.lists(st.one_of(PLAIN, st.sampled_from([open_t, close_t, *distractors])), max_size=25))
+    text = "".join(tokens)
+    closes = [i for i, t in enumerate(tokens) if t == close_t]
+    expected = None
+    if closes:
+        opens = [i for i, t in enumerate(tokens[: closes[-1]]) if t == open_t]
+        if opens:
+            expected = "".join(tokens[opens[-1] + 1 : closes[-1]])
+    section = extract_section(text, tag)
+    assert (None if section is None else section.content) == expected
+
+
+@FUZZ
+@given(st.data(), TAG_NAMES)
+def test_unclosed_detection(data: st.DataObject, tag: str) -> None:
+    open_t, close_t = f"<{tag}>", f"</{tag}>"
+    head = data.draw(st.sampled_from(["", f"{open_t}first{close_t}", f"x{close_t}"]))
+    tail = data.draw(PLAIN)
+    text = f"{head} {open_t}{tail}"  # a truncated generation: the last opening tag is never closed
+    parsed = parse_tags(text, (tag,))
+    assert parsed.unclosed == (tag,)
+    unclosed = extract_section(text, tag, allow_unclosed=True)
+    assert unclosed is not None and not unclosed.closed and unclosed.content == tail
+    complete = extract_section(text, tag)
+    assert (None if complete is None else complete.content) == ("first" if head.startswith(open_t) else None)
+    assert format_problems(text, (tag,))  # never well formed
+    # closing it removes the unclosed report
+    closed = parse_tags(text + close_t, (tag,))
+    assert closed.unclosed == () and closed.content(tag) == tail
+
+
+@FUZZ
+@given(
+    st.lists(
+        st.tuples(TAG_NAMES, PLAIN.filter(lambda s: s.strip())), min_size=1, max_size=3, unique_by=lambda t: t[0]
+    )
+)
+def test_well_formed_texts_have_no_problems(sections: list[tuple[str, str]]) -> None:
+    tags = tuple(tag for tag, _ in sections)
+    text = "\n".join(f"<{tag}>{body}</{tag}>" for tag, body in sections)
+    assert format_problems(text, tags, only_tags=True) == []
+    parsed = parse_tags(text, tags)
+    assert parsed.well_formed and all(parsed.content(tag) == body for tag, body in sections)
+
+
+# -- bounded time --------------------------------------------------------------------------------------
+ADVERSARIAL = {
+    "10MB of <": "<" * 10_000_000,
+    "1e5 nested answers": "<answer>" * 100_000 + "x" + "</answer>" * 100_000,
+    "1e6 opening answers": "<answer>" * 1_000_000,
+    "1e6 closing answers": "</answer>" * 1_000_000,
+    "1e6 empty sections": "<answer></answer>" * 1_000_000,
+    "almost-tags": "<answer" * 1_000_000 + "</answe" * 1_000_000,
+}
+
+
+@pytest.mark.parametrize("name", list(ADVERSARIAL))
+def test_adversarial_inputs_are_parsed_in_bounded_time(name: str) -> None:
+    text = ADVERSARIAL[name]
+    start = time.perf_counter()
+    extract_section(text, "answer")
+    extract_section(text, "answer", allow_unclosed=True)
+    parsed = parse_tags(text, ("think", "answer"), only_tags=True)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 3.0, f"{name}: {elapsed:.2f} s"
+    assert not parsed.well_formed  # none of these is a valid think/answer completion
+
+
+def test_nested_sections_content() -> None:
+    section = extract_section(ADVERSARIAL["1e5 nested answers"], "answer")
+    assert section is not None and section.content == "x" + "</answer>" * 99_999
+    unclosed = extract_section(ADVERSARIAL["1e6 opening answers"], "answer", allow_unclosed=True)
+    assert unclosed is not None and unclosed.content == "" and unclosed.start == len("<answer>") * 999_999
+
+
+def test_docstring_examples() -> None:
+    assert doctest.testmod(tags_module).failed == 0

@@ -1,0 +1,129 @@
+"""Golden and property tests of the ``repetition`` component (open-r1 / TRL n-gram penalty)."""
+
+from __future__ import annotations
+
+import doctest
+import pickle
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import medreward.rewards.repetition as repetition_module
+from medreward.errors import SpecError
+from medreward.records import Rollout, Status
+from medreward.rewards import component_class
+from medreward.rewards.repetition import MAX_WORDS, Repetition, capped_words, ngram_stats
+
+
+def score(text: str, **params):
+    return Repetition(**params).score_one(Rollout(completion=text))
+
+
+def open_r1_repetition(text: str, ngram_size: int = 3, max_penalty: float = -1.0) -> float:
+    """open-r1 ``get_repetition_penalty_reward`` inner loop, written out as the oracle."""
+    if text == "" or len(text.split()) < ngram_size:
+        return 0.0
+    words = text.lower().split()
+    grams = list(zip(*[words[i:] for i in range(ngram_size)]))
+    return (1 - len(set(grams)) / len(grams)) * max_penalty
+
+
+def test_hand_counted_text() -> None:
+    # 9 words → 7 trigrams; "the cat sat" occurs twice → 6 distinct; 1 - 6/7 = 1/7
+    result = score("The cat sat on the mat the CAT sat")
+    assert result.status is Status.OK
+    assert result.value == pytest.approx(-1 / 7)
+    assert result.info == {"words": 9, "ngrams": 7, "distinct": 6, "truncated": False}
+
+
+@pytest.mark.parametrize(
+    "text, params, expected",
+    [
+        ("a a b", {"ngram_size": 1}, -1 / 3),  # 3 unigrams, 2 distinct
+        ("a b a b a b", {"ngram_size": 2}, -3 / 5),  # 5 bigrams, 2 distinct
+        ("a b a b a b", {"ngram_size": 2, "max_penalty": -0.5}, -0.3),
+        ("no repeats at all here", {}, 0.0),
+        ("dose dose dose dose dose dose dose dose dose dose dose dose", {}, -0.9),  # 10 trigrams, 1 distinct
+        ("x y z", {}, 0.0),  # exactly one trigram
+        ("two words", {}, 0.0),  # fewer words than n
+    ],
+)
+def test_golden(text: str, params: dict, expected: float) -> None:
+    assert score(text, **params).value == pytest.approx(expected, abs=1e-12)
+
+
+def test_no_repeats_is_positive_zero() -> None:
+    value = score("no repeats at all here").value
+    assert value == 0.0 and str(value) == "0.0"
+
+
+def test_degenerate_outputs() -> None:
+    for text in ("", "   \n\t ", "<think></think><answer></answer>", "<answer>C</answer>"):
+        result = score(text)
+        assert result.status is Status.OK and result.value == 0.0
+        assert result.info["reason"] == "fewer than 3 words"
+
+
+def test_whitespace_variants_are_one_separator() -> None:
+    assert score("a  b\tc\nA b C").value == score("a b c a b c").value == pytest.approx(-1 / 4)
+
+
+def test_range_follows_max_penalty() -> None:
+    assert Repetition().output_range == (-1.0, 0.0)
+    assert Repetition(max_penalty=-0.2).output_range == (-0.2, 0.0)
+    assert Repetition(max_penalty=0.0)(["a a a a a a"]) == [0.0]
+
+
+@settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.sampled_from(["the", "The", "dose", "mg", "wait", "\n", "x"]), max_size=40).map(" ".join),
+    st.integers(1, 5),
+    st.floats(-2.0, 0.0),
+)
+def test_matches_open_r1(text: str, n: int, max_penalty: float) -> None:
+    result = score(text, ngram_size=n, max_penalty=max_penalty)
+    assert result.value == pytest.approx(open_r1_repetition(text, n, max_penalty), abs=1e-12)
+    assert max_penalty - 1e-12 <= result.value <= 0.0
+
+
+@settings(deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text())
+def test_any_text_scores_in_range(text: str) -> None:
+    result = score(text)
+    assert result.status is Status.OK and -1.0 <= result.value <= 0.0
+
+
+def test_capped_words() -> None:
+    assert capped_words("A b C", 5) == (["a", "b", "c"], False)
+    assert capped_words("A b C", 3) == (["a", "b", "c"], False)
+    assert capped_words("A b C d", 3) == (["a", "b", "c"], True)
+    assert capped_words("", 3) == ([], False)
+    assert ngram_stats(["a", "b"], 3) == (0, 0, 0)
+    assert ngram_stats(["a", "b", "c", "a", "b", "c", "a"], 3) == (5, 3, 2)
+
+
+def test_long_text_is_capped_and_fast() -> None:
+    distinct = " ".join(f"w{i}" for i in range(MAX_WORDS))
+    result = score(distinct + " loop" * 100_000)  # the repeated tail lies beyond the cap
+    assert result.value == 0.0 and result.info["truncated"] is True and result.info["words"] == MAX_WORDS
+    start = time.perf_counter()
+    flood = score("stop " * 2_000_000)  # 10 MB
+    assert flood.value == pytest.approx(-(1 - 1 / (MAX_WORDS - 2)))
+    assert flood.info["truncated"] is True
+    assert time.perf_counter() - start < 5
+
+
+def test_params_and_pickle() -> None:
+    assert component_class("repetition") is Repetition
+    component = Repetition(ngram_size=4, max_penalty=-0.5)
+    clone = pickle.loads(pickle.dumps(component))
+    assert clone.params == component.params and clone.config() == {"ngram_size": 4, "max_penalty": -0.5}
+    for bad, field in (({"ngram_size": 0}, "ngram_size"), ({"max_penalty": 0.5}, "max_penalty"), ({"n": 3}, "n")):
+        with pytest.raises(SpecError, match=rf"repetition\.params\.{field}"):
+            Repetition(**bad)
+
+
+def test_docstring_examples() -> None:
+    assert doctest.testmod(repetition_module).failed == 0

@@ -1,0 +1,247 @@
+"""Golden tests of the ``multilabel`` component (DeToxR-style set agreement)."""
+
+from __future__ import annotations
+
+import doctest
+import math
+import pickle
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import medreward.rewards.multilabel as multilabel_module
+from medreward.compose.spec import load_spec
+from medreward.errors import RecordError, SpecError
+from medreward.records import Rollout, Status
+from medreward.rewards import component_class
+from medreward.rewards.multilabel import MultiLabel, set_agreement
+
+ALL_14 = (
+    "opioids, benzodiazepines, ethanol, stimulants, cannabinoids, antidepressants, antipsychotics, "
+    "anticholinergics, acetaminophen, salicylates, anticonvulsants, cardiovascular, sedative_hypnotics, toxic_alcohols"
+)
+
+
+@pytest.fixture(scope="module")
+def tox() -> MultiLabel:
+    return MultiLabel(vocabulary="toxicology", field="substances")
+
+
+def score(component: MultiLabel, answer: str | None, truth, *, completion: str | None = None):
+    text = completion if completion is not None else f"<think>r</think><answer>{answer}</answer>"
+    return component.score_one(Rollout(completion=text, reference={"substances": truth}))
+
+
+@pytest.mark.parametrize(
+    "answer, truth, expected",
+    [
+        ("opioids", ["opioids"], 1.0),
+        ("opioids, ethanol", ["opioids", "ethanol"], 1.0),
+        ("ethanol, opioids", ["opioids", "ethanol"], 1.0),  # order does not matter
+        ("opioids", ["opioids", "ethanol"], 2 / 3),  # missed co-ingestion: 2·1/(1+2)
+        ("opioids, benzodiazepines", ["opioids"], 2 / 3),  # hallucinated class: 2·1/(2+1)
+        ("opioids, benzodiazepines", ["opioids", "ethanol"], 0.5),  # 2·1/(2+2)
+        ("cocaine", ["opioids"], 0.0),
+        ("none", [], 1.0),  # ∅/∅ = 1
+        ("No intoxicant", [], 1.0),
+        ("[]", [], 1.0),  # an explicit empty JSON list is the empty set
+        ("none", ["opioids"], 0.0),  # ∅/T = 0
+        ("opioids", [], 0.0),  # P/∅ = 0
+        ("heroin, booze", ["opioids", "ethanol"], 1.0),  # synonyms and members
+        ("heroin, fentanyl", ["opioids"], 1.0),  # two members of one class count once
+        ("Percocet", ["opioids", "acetaminophen"], 1.0),  # a combination product: two ids
+        ("Percocet", ["opioids"], 2 / 3),
+        ("opioids, unicorn dust", ["opioids"], 2 / 3),  # unknown label = one false positive
+        ("opioids, unicorn dust, Unicorn-Dust", ["opioids"], 2 / 3),  # the same unknown counts once
+        ("LSD", [], 0.0),  # out-of-vocabulary substance against "no intoxicant"
+        ("none, opioids", ["opioids"], 1.0),  # "none" next to real labels is ignored
+        ('["Opioids", "Benzos"]', ["opioids", "benzodiazepines"], 1.0),
+        ("- Opioid overdose\n- Acetaminophen toxicity", ["opioids", "acetaminophen"], 1.0),
+    ],
+)
+def test_f1_golden(tox: MultiLabel, answer: str, truth: list[str], expected: float) -> None:
+    result = score(tox, answer, truth)
+    assert result.status is Status.OK
+    assert result.value == pytest.approx(expected)
+
+
+def test_hedging_with_all_fourteen_scores_low(tox: MultiLabel) -> None:
+    result = score(tox, ALL_14, ["opioids"])
+    assert result.value == pytest.approx(2 / 15)
+    assert result.value < 0.2
+    assert len(result.info["hallucinated"]) == 13
+    jaccard = MultiLabel(vocabulary="toxicology", field="substances", metric="jaccard")
+    assert score(jaccard, ALL_14, ["opioids"]).value == pytest.approx(1 / 14)
+
+
+@pytest.mark.parametrize(
+    "metric, answer, truth, expected",
+    [
+        ("jaccard", "opioids, benzodiazepines", ["opioids", "ethanol"], 1 / 3),
+        ("jaccard", "opioids", ["opioids", "ethanol"], 0.5),
+        ("jaccard", "none", [], 1.0),
+        ("jaccard", "cocaine", ["opioids"], 0.0),
+        # F_β = (1+β²)|P∩T| / (β²|T| + |P|), β = 2
+        ("recall_weighted", "opioids, benzodiazepines", ["opioids"], 5 / 6),  # hallucination cheap
+        ("recall_weighted", "opioids", ["opioids", "ethanol"], 5 / 9),  # a miss is expensive
+        # F_{1/β}: β² → 1/4
+        ("precision_weighted", "opioids, benzodiazepines", ["opioids"], 1.25 / 2.25),
+        ("precision_weighted", "opioids", ["opioids", "ethanol"], 1.25 / 1.5),
+        ("recall_weighted", "none", [], 1.0),
+    ],
+)
+def test_other_metrics(metric: str, answer: str, truth: list[str], expected: float) -> None:
+    component = MultiLabel(vocabulary="toxicology", field="substances", metric=metric)
+    assert score(component, answer, truth).value == pytest.approx(expected)
+
+
+def test_beta_one_is_f1() -> None:
+    for metric in ("recall_weighted", "precision_weighted"):
+        assert set_agreement(3, 2, 1, metric, beta=1.0) == pytest.approx(set_agreement(3, 2, 1, "f1"))
+
+
+def test_info_lists_what_was_predicted_missed_and_hallucinated(tox: MultiLabel) -> None:
+    result = score(tox, "Percocet, unicorn dust, benzos", ["opioids", "ethanol"])
+    assert result.info == {
+        "predicted": ["opioids", "acetaminophen", "benzodiazepines"],
+        "missed": ["ethanol"],
+        "hallucinated": ["acetaminophen", "benzodiazepines", "unicorn dust"],
+        "unknown": ["unicorn dust"],
+    }
+    # |P| = 3 ids + 1 unknown = 4, |T| = 2, |P∩T| = 1
+    assert result.value == pytest.approx(2 / 6)
+
+
+def test_missing_or_empty_answer_scores_zero(tox: MultiLabel) -> None:
+    missing = score(tox, None, [], completion="<think>no answer tag</think> none")
+    assert (missing.status, missing.value) == (Status.OK, 0.0)
+    assert missing.info["reason"] == "no <answer> section"
+    assert missing.info["missed"] == []
+    # an empty answer must not collect the ∅/∅ reward: the empty set has to be said
+    for empty in ("", "   ", "**", ". ,"):
+        result = score(tox, empty, [])
+        assert result.value == 0.0 and result.info["reason"] == "empty answer"
+    unclosed = score(tox, None, ["opioids"], completion="<answer>opioids")
+    assert unclosed.value == 0.0 and unclosed.info["missed"] == ["opioids"]
+
+
+def test_answer_tag_none_reads_the_whole_completion() -> None:
+    component = MultiLabel(vocabulary="toxicology", field="substances", answer_tag=None)
+    assert score(component, None, ["ethanol"], completion="Ethanol").value == 1.0
+
+
+def test_reference_forms(tox: MultiLabel) -> None:
+    assert score(tox, "opioids, ethanol", "opioids, ethanol").value == 1.0  # verl-style string
+    assert score(tox, "opioids, ethanol", ' ["ethanol", "opioids"] ').value == 1.0  # JSON string
+    assert score(tox, "none", "").value == 1.0  # empty string = no intoxicant
+    assert score(tox, "opioids", ("opioids",)).value == 1.0
+    assert score(tox, "opioids", ["opioids", "opioids"]).value == 1.0  # duplicates count once
+
+
+def test_reference_without_the_field_is_not_applicable(tox: MultiLabel) -> None:
+    for reference in ({}, {"substances": None}, {"labels": ["opioids"]}):
+        result = tox.score_one(Rollout(completion="<answer>opioids</answer>", reference=reference))
+        assert result.status is Status.NOT_APPLICABLE and result.value is None
+        assert "substances" in result.info["reason"]
+
+
+@pytest.mark.parametrize(
+    "truth, message",
+    [
+        (["opioid"], r"'opioid' is not an id of vocabulary 'toxicology' \(did you mean 'opioids'\?\)"),
+        (["Opioids"], "did you mean 'opioids'"),
+        (["unicorns"], "'unicorns' is not an id"),
+        ([1], "1 is not an id"),
+        ("opioids, alcohol", "did you mean 'ethanol'"),
+        ("[not json", "not a JSON array"),
+        ('{"a": 1}', "is not an id"),
+        (42, "must be a list of ids"),
+    ],
+)
+def test_reference_with_unknown_ids_raises(tox: MultiLabel, truth, message: str) -> None:
+    with pytest.raises(RecordError, match=message):
+        score(tox, "opioids", truth)
+
+
+def test_runner_turns_a_bad_reference_into_an_error_record() -> None:
+    from medreward.runner.scorer import Scorer
+
+    records = [
+        {"completion": "<think>miosis</think><answer>opioids</answer>", "reference": {"substances": ["opioids"]}},
+        {"completion": "<think>miosis</think><answer>opioids</answer>", "reference": {"substances": ["opiod"]}},
+        {"completion": "<think>miosis</think><answer>none</answer>", "reference": {}},
+    ]
+    ok, bad, na = Scorer("toxicology", time_limit=None).score(records)
+    assert (ok.status.value, ok.reward, ok.components) == ("ok", 1.0, {"format": 1.0, "substances": 1.0})
+    assert bad.status.value == "error" and "opiod" in bad.info["error"]
+    assert na.components["substances"] is None
+
+
+def test_params_and_preset() -> None:
+    spec = load_spec("toxicology")
+    [substances] = [c for c in spec.build() if c.kind == "multilabel"]
+    assert isinstance(substances, MultiLabel)
+    assert substances.params.vocabulary == "toxicology" and substances.params.field == "substances"
+    assert component_class("multilabel") is MultiLabel
+    for bad in (
+        {"vocabulary": "nope"},
+        {"vocabulary": "toxicology", "metric": "hamming"},
+        {"vocabulary": "toxicology", "beta": 0},
+        {"vocabulary": "toxicology", "colour": "red"},
+        {},
+    ):
+        with pytest.raises(SpecError, match=r"multilabel\.params"):
+            MultiLabel(**bad)
+
+
+def test_pickles_and_keeps_scoring(tox: MultiLabel) -> None:
+    clone = pickle.loads(pickle.dumps(tox))
+    assert clone.params == tox.params
+    assert score(clone, "opioids, ethanol", ["opioids"]).value == pytest.approx(2 / 3)
+    assert clone.config() == {"vocabulary": "toxicology", "field": "substances"}
+
+
+def test_drug_ner_is_opt_in() -> None:
+    assert score(MultiLabel(vocabulary="toxicology", field="substances"), "Sublimaze", ["opioids"]).value == 0.0
+    ner = MultiLabel(vocabulary="toxicology", field="substances", drug_ner=True)
+    assert score(ner, "Sublimaze", ["opioids"]).value == 1.0
+
+
+def test_hot_path_is_fast(tox: MultiLabel) -> None:
+    answers = ["opioids, ethanol", "opioids", "benzodiazepines, ethanol", "none", "Percocet"]
+    rollouts = [
+        Rollout(
+            completion="<think>" + "x" * 2000 + f"</think><answer>{answers[i % 5]}</answer>",
+            reference={"substances": ["opioids", "ethanol"]},
+        )
+        for i in range(5000)
+    ]
+    started = time.perf_counter()
+    results = tox.score_batch(rollouts)
+    elapsed = time.perf_counter() - started
+    assert len(results) == len(rollouts)
+    # ~15 µs/sample on the dev machine (half of it the shared <answer> extraction); generous bound
+    assert elapsed / len(rollouts) < 200e-6
+
+
+@settings(deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(), st.lists(st.sampled_from(["opioids", "ethanol", "stimulants"]), max_size=3))
+def test_any_completion_scores_in_range(text: str, truth: list[str]) -> None:
+    component = MultiLabel(vocabulary="toxicology", field="substances")
+    for completion in (text, f"<answer>{text}</answer>"):
+        result = component.score_one(Rollout(completion=completion, reference={"substances": truth}))
+        assert result.status is Status.OK
+        assert 0.0 <= result.value <= 1.0 and math.isfinite(result.value)
+
+
+def test_batch_output_length() -> None:
+    component = MultiLabel(vocabulary="toxicology", field="substances")
+    rollouts = [Rollout(completion=f"<answer>{x}</answer>", reference={"substances": []}) for x in ("none", "", "x")]
+    assert [r.value for r in component.score_batch(rollouts)] == [1.0, 0.0, 0.0]
+    assert component.score_batch([]) == []
+
+
+def test_docstring_examples() -> None:
+    assert doctest.testmod(multilabel_module).failed == 0

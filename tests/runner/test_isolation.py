@@ -1,0 +1,88 @@
+"""A component that raises, hangs, returns NaN or leaves its range affects only its own samples."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from medreward import Scorer, Status
+
+
+def spec(*kinds: str) -> dict:
+    return {
+        "name": "faulty",
+        "components": [{"name": "format", "kind": "format.tags", "weight": 1.0}]
+        + [{"name": k.split(":")[1].lower(), "kind": k, "weight": 1.0} for k in kinds],
+    }
+
+
+GOOD = "<think>reasoning</think><answer>opioids</answer>"
+
+
+def records(*completions: str) -> list[dict]:
+    return [{"id": str(i), "completion": c} for i, c in enumerate(completions)]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_raise_and_hang_affect_only_their_samples(workers):
+    scorer = Scorer(spec("faulty_components:Raises", "faulty_components:Sleeps"), time_limit=0.5, workers=workers)
+    started = time.perf_counter()
+    out = scorer.score(records(GOOD, GOOD + " boom", GOOD + " sleep", GOOD, "no tags"))
+    elapsed = time.perf_counter() - started
+    assert [r.status for r in out] == [Status.OK, Status.ERROR, Status.TIMEOUT, Status.OK, Status.OK]
+    assert [r.reward for r in out] == [2.5, None, None, 2.5, 1.5]
+    assert "kaboom" in out[1].info["error"] and out[1].info["error"].startswith("raises:")
+    assert "time limit" in out[2].info["error"]
+    # the components that did work are still reported on the failed samples
+    assert out[1].components == {"format": 1.0, "raises": None, "sleeps": 0.5}
+    assert out[2].components == {"format": 1.0, "raises": 1.0, "sleeps": None}
+    # the 30 s sleep was cut off near the limit (generous bound: worker start-up is included)
+    assert elapsed < 20
+    assert [r.record["id"] for r in out] == ["0", "1", "2", "3", "4"]
+
+
+def test_timeout_off_the_main_thread():
+    import threading
+
+    result = {}
+
+    def run():
+        scorer = Scorer(spec("faulty_components:Sleeps"), time_limit=0.3)
+        result["out"] = scorer.score(records("sleep", GOOD))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert [r.status for r in result["out"]] == [Status.TIMEOUT, Status.OK]
+
+
+def test_nan_and_out_of_range_values_are_errors_not_scores():
+    scorer = Scorer(spec("faulty_components:ReturnsNaN"))
+    out = scorer.score(records("nan", GOOD))
+    assert out[0].status is Status.ERROR and out[0].reward is None
+    assert "non-finite" in out[0].info["error"]
+    assert out[1].reward == 1.25
+    scorer = Scorer(spec("faulty_components:OutOfRange"))
+    [r] = scorer.score(records(GOOD))
+    assert r.status is Status.ERROR and "outside its range" in r.info["error"]
+
+
+@pytest.mark.parametrize("time_limit", [None, 1.0])
+def test_batch_component_failure_is_narrowed_to_the_culprit(time_limit):
+    scorer = Scorer(spec("faulty_components:BatchRaises"), time_limit=time_limit)
+    out = scorer.score(records(GOOD, GOOD + " boom", GOOD))
+    assert [r.status for r in out] == [Status.OK, Status.ERROR, Status.OK]
+    assert out[0].components["batchraises"] == 1.0
+
+
+def test_stats_count_statuses_and_time():
+    scorer = Scorer(spec("faulty_components:Raises"))
+    scorer.score(records(GOOD, "boom", GOOD))
+    stats = scorer.stats
+    assert stats.n == 3
+    assert stats.statuses == {"ok": 2, "error": 1}
+    assert stats.components["raises"].counts == {"ok": 2, "error": 1}
+    assert stats.components["format"].mean == pytest.approx(2 / 3)
+    assert stats.slowest_component is not None
