@@ -51,7 +51,7 @@ def _unwritable(workdir: Path) -> str:
 
 # one case per distinct error path (each subprocess costs about 0.6 s of CPU)
 ERROR_CASES = {
-    "unknown task": (("tasks", "generate", "nope", "--n", "5", "-o", "x.jsonl"), "known tasks: toxicology"),
+    "unknown task": (("tasks", "generate", "nope", "--n", "5", "-o", "x.jsonl"), "known tasks: calculator, icd_coding, mcq, toxicology"),
     "n zero": (("tasks", "generate", "toxicology", "--n", "0", "-o", "x.jsonl"), "--n must be a positive"),
     "missing folder": (("tasks", "generate", "toxicology", "--n", "5", "-o", "no/such/dir/x.jsonl"), "does not exist"),
     "output is a directory": (("tasks", "generate", "toxicology", "--n", "5", "-o", "outdir"), "is a directory"),
