@@ -14,6 +14,7 @@ from enum import Enum
 from typing import Any, Callable, Mapping, TypeVar
 
 from .errors import RecordError
+from .parse.text import as_text
 
 T = TypeVar("T")
 
@@ -150,8 +151,6 @@ class Rollout:
         return self.cached("completion_text", self._completion_text)
 
     def _completion_text(self) -> str:
-        from .parse.text import as_text
-
         value = self.completion
         if isinstance(value, list):
             value = conversation_text(value, roles=("assistant",)) or conversation_text(value)
@@ -159,8 +158,6 @@ class Rollout:
 
     @property
     def prompt_text(self) -> str:
-        from .parse.text import as_text
-
         value = self.prompt
         if isinstance(value, list):
             value = conversation_text(value)

@@ -216,6 +216,10 @@ class Scorer:
 
     def _check(self, component: RewardComponent, result: Any) -> ComponentScore:
         """Turn a raw result into a valid ComponentScore (errors for anything off-contract)."""
+        if type(result) is ComponentScore and result.status is Status.OK and type(result.value) is float:
+            low, high = component.output_range  # fast path: the common, well-formed result
+            if low - 1e-9 <= result.value <= high + 1e-9 and math.isfinite(result.value):
+                return result
         if result is TIMED_OUT:
             return ComponentScore.error(f"exceeded the time limit of {self.time_limit:g} s", Status.TIMEOUT)
         if isinstance(result, TextTypeError):

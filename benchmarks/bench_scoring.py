@@ -1,0 +1,143 @@
+"""Score N toxicology rollouts (~2 KB completions) with the `toxicology` preset and, in the same run,
+with reward functions written the way TRL/open-r1 users write them (a format regex + an F1 function,
+summed with the preset's weights as TRL's `reward_weights` would). Checks both give identical rewards
+and prints rollouts/s for each and the ratio.
+
+    python benchmarks/bench_scoring.py [--n 100000] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+from medreward import Scorer
+
+CLASSES = ["opioids", "benzodiazepines", "ethanol", "stimulants", "cannabinoids", "antidepressants",
+           "antipsychotics", "anticholinergics", "acetaminophen", "salicylates", "anticonvulsants",
+           "cardiovascular", "sedative_hypnotics", "toxic_alcohols"]
+SENTENCES = [
+    "The patient has pinpoint pupils and a respiratory rate of 6, which suggests an opioid toxidrome.",
+    "Heart rate is 124 with dilated pupils and diaphoresis, so a sympathomimetic is possible.",
+    "Skin is dry and flushed, bowel sounds are absent, consistent with anticholinergic effects.",
+    "An empty bottle of vodka was found at the scene and the breath smells of alcohol.",
+    "Glucose is normal, which makes hypoglycaemia unlikely as the cause of the altered mental status.",
+    "The QRS is widened on the monitor, raising concern for a tricyclic antidepressant.",
+    "GCS is 9 with preserved airway reflexes; the bystander reports pills were taken an hour ago.",
+    "Hyperthermia and clonus in the lower limbs would point towards serotonin toxicity.",
+]
+
+
+def make_rollouts(n: int, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    rollouts = []
+    for i in range(n):
+        truth = rng.sample(CLASSES, rng.choice([0, 1, 1, 2, 2, 3]))
+        think = " ".join(rng.choice(SENTENCES) for _ in range(22))[:1900]
+        roll = rng.random()
+        if roll < 0.55:
+            pred = list(truth)
+        elif roll < 0.8:
+            pred = rng.sample(CLASSES, rng.choice([1, 2, 3]))
+        elif roll < 0.9:
+            pred = truth[:1] + ["chloroquine"]  # a hallucinated, out-of-vocabulary label
+        else:
+            pred = rng.sample(CLASSES, 8)  # hedging
+        answer = ", ".join(p if rng.random() < 0.8 else p.upper() for p in pred) if pred else ""
+        shape = rng.random()
+        if shape < 0.85:
+            text = f"<think>{think}</think>\n<answer>{answer}</answer>"
+        elif shape < 0.95:
+            text = f"{think}\n<answer>{answer}</answer>"  # no think section
+        else:
+            text = f"<think>{think}"  # truncated generation
+        if not pred and shape < 0.95:
+            text = text.replace("<answer></answer>", "<answer>[]</answer>")
+        rollouts.append({"id": str(i), "completion": text, "substances": truth,
+                         "reference": {"substances": truth}})
+    return rollouts
+
+
+# --- the naive reward functions, as users write them for TRL / open-r1 (interfaces.md §5.2) ---
+def format_reward(completions, **kwargs):
+    pattern = r"^\s*<think>(?!\s*</think>).*?</think>\s*<answer>(?!\s*</answer>).*?</answer>\s*$"
+    return [1.0 if re.match(pattern, c, re.DOTALL) else 0.0 for c in completions]
+
+
+def f1_reward(completions, substances, **kwargs):
+    rewards = []
+    for completion, truth in zip(completions, substances):
+        match = re.search(r"<answer>(.*?)</answer>", completion, re.DOTALL)
+        if not match:
+            rewards.append(0.0)
+            continue
+        text = match.group(1).strip()
+        if text == "[]":
+            pred = set()
+        elif not text:
+            rewards.append(0.0)
+            continue
+        else:
+            pred = {p.strip().lower() for p in re.split(r"[,;\n]", text) if p.strip()}
+        true = set(truth)
+        if not pred and not true:
+            rewards.append(1.0)
+            continue
+        rewards.append(2 * len(pred & true) / (len(pred) + len(true)))
+    return rewards
+
+
+def naive_rewards(rollouts):
+    completions = [r["completion"] for r in rollouts]
+    substances = [r["substances"] for r in rollouts]
+    fmt = format_reward(completions)
+    f1 = f1_reward(completions, substances)
+    return [0.1 * a + 0.9 * b for a, b in zip(fmt, f1)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    console = Console()
+    rollouts = make_rollouts(args.n)
+    rows = []
+
+    t0 = time.perf_counter()
+    naive = naive_rewards(rollouts)
+    naive_s = time.perf_counter() - t0
+    rows.append(("naive TRL-style functions (1 process)", naive_s))
+
+    t0 = time.perf_counter()
+    ours = [r.reward for r in Scorer("toxicology").score(rollouts)]
+    ours_s = time.perf_counter() - t0
+    rows.append(("medreward Scorer (1 process)", ours_s))
+
+    mismatches = sum(1 for a, b in zip(naive, ours) if b is None or abs(a - b) > 1e-9)
+    if args.workers > 1:
+        t0 = time.perf_counter()
+        ours_w = [r.reward for r in Scorer("toxicology", workers=args.workers, chunk_size=2048).score(rollouts)]
+        rows.append((f"medreward Scorer (--workers {args.workers}, incl. start-up)", time.perf_counter() - t0))
+        mismatches += sum(1 for a, b in zip(naive, ours_w) if b is None or abs(a - b) > 1e-9)
+
+    table = Table(title=f"{args.n} toxicology rollouts (~2 KB), toxicology preset")
+    table.add_column("scorer")
+    table.add_column("seconds", justify="right")
+    table.add_column("rollouts/s", justify="right")
+    table.add_column("vs naive", justify="right")
+    for name, seconds in rows:
+        table.add_row(name, f"{seconds:.2f}", f"{args.n / seconds:,.0f}", f"{naive_s / seconds:.2f}×")
+    console.print(table)
+    console.print(f"identical rewards: {'yes' if mismatches == 0 else f'NO ({mismatches} differ)'}")
+    if mismatches:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
