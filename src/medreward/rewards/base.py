@@ -195,3 +195,22 @@ def answer_section(rollout: Rollout, tag: str | None, *, allow_unclosed: bool = 
         lambda: extract_section(rollout.completion_text, tag, allow_unclosed=allow_unclosed),
     )
     return None if section is None else section.content
+
+
+def memoised_reference(cache: dict[Any, Any], raw: Any, compute: Any, max_size: int) -> Any:
+    """``compute(raw)``, memoised in ``cache`` by the reference value (a GRPO group shares one
+    reference, so a batch parses each reference once). Unhashable references are computed
+    each time; the cache is cleared when it reaches ``max_size`` to stay bounded."""
+    try:
+        key = raw if isinstance(raw, str) else tuple(raw) if isinstance(raw, (list, tuple)) else None
+        hit = cache.get(key) if key is not None else None
+    except TypeError:  # unhashable items: let compute() name the problem
+        key = hit = None
+    if hit is not None:
+        return hit
+    value = compute(raw)
+    if key is not None:
+        if len(cache) >= max_size:
+            cache.clear()
+        cache[key] = value
+    return value

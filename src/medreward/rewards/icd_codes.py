@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 from ..errors import RecordError
 from ..parse.icd import normalize_icd_code, parse_icd_codes
 from ..records import ComponentScore, Rollout
-from .base import ComponentParams, RewardComponent, answer_section, register
+from .base import ComponentParams, RewardComponent, answer_section, register, memoised_reference
 
 __all__ = ["CodeInfo", "IcdCodeF1", "Match", "code_info", "match_codes"]
 
@@ -243,20 +243,7 @@ class IcdCodeF1(RewardComponent):
         )  # fmt: skip
 
     def _cached_truth(self, raw: Any) -> tuple[str, ...]:
-        """:meth:`_truth`, memoised: a GRPO group shares one reference."""
-        try:
-            key = raw if isinstance(raw, str) else tuple(raw) if isinstance(raw, (list, tuple)) else None
-            hit = self._truths.get(key) if key is not None else None
-        except TypeError:  # unhashable items: let _truth name the problem
-            key = hit = None
-        if hit is not None:
-            return hit
-        truth = self._truth(raw)
-        if key is not None:
-            if len(self._truths) >= _TRUTH_CACHE_MAX:
-                self._truths.clear()
-            self._truths[key] = truth
-        return truth
+        return memoised_reference(self._truths, raw, self._truth, _TRUTH_CACHE_MAX)
 
     def _truth(self, raw: Any) -> tuple[str, ...]:
         """Reference codes, normalised, validated against ICD-10-CM and deduplicated."""

@@ -13,7 +13,7 @@ from ..errors import RecordError, SpecError
 from ..parse.labels import parse_labels
 from ..records import ComponentScore, Rollout
 from ..vocab import Vocabulary, VocabularyError, load_vocabulary, term_key
-from .base import ComponentParams, RewardComponent, answer_section, register
+from .base import ComponentParams, RewardComponent, answer_section, register, memoised_reference
 
 __all__ = ["MultiLabel", "set_agreement"]
 
@@ -198,20 +198,7 @@ class MultiLabel(RewardComponent):
         return pred
 
     def _cached_truth(self, raw: Any) -> tuple[str, ...]:
-        """:meth:`_truth`, memoised: a GRPO group shares one reference, a dataset a few label sets."""
-        try:
-            key = raw if isinstance(raw, str) else tuple(raw) if isinstance(raw, (list, tuple)) else None
-            hit = self._truths.get(key) if key is not None else None
-        except TypeError:  # unhashable items: let _truth name the problem
-            key = hit = None
-        if hit is not None:
-            return hit
-        truth = self._truth(raw)
-        if key is not None:
-            if len(self._truths) >= _PREDICTION_CACHE_MAX:
-                self._truths.clear()
-            self._truths[key] = truth
-        return truth
+        return memoised_reference(self._truths, raw, self._truth, _PREDICTION_CACHE_MAX)
 
     def _truth(self, raw: Any) -> tuple[str, ...]:
         """Reference ids (validated), from a list of ids or a comma-separated / JSON string."""
