@@ -17,10 +17,9 @@ from rich.console import Console
 from rich.table import Table
 
 from medreward import Scorer
+from medreward.vocab import load_vocabulary
 
-CLASSES = ["opioids", "benzodiazepines", "ethanol", "stimulants", "cannabinoids", "antidepressants",
-           "antipsychotics", "anticholinergics", "acetaminophen", "salicylates", "anticonvulsants",
-           "cardiovascular", "sedative_hypnotics", "toxic_alcohols"]
+CLASSES = list(load_vocabulary("toxicology").ids)  # the 14 class ids of the preset's vocabulary
 SENTENCES = [
     "The patient has pinpoint pupils and a respiratory rate of 6, which suggests an opioid toxidrome.",
     "Heart rate is 124 with dilated pupils and diaphoresis, so a sympathomimetic is possible.",

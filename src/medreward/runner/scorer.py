@@ -216,28 +216,23 @@ class Scorer:
 
     def _check(self, component: RewardComponent, result: Any) -> ComponentScore:
         """Turn a raw result into a valid ComponentScore (errors for anything off-contract)."""
-        if type(result) is ComponentScore and result.status is Status.OK and type(result.value) is float:
-            low, high = component.output_range  # fast path: the common, well-formed result
-            if low - 1e-9 <= result.value <= high + 1e-9 and math.isfinite(result.value):
-                return result
-        if result is TIMED_OUT:
-            return ComponentScore.error(f"exceeded the time limit of {self.time_limit:g} s", Status.TIMEOUT)
-        if isinstance(result, TextTypeError):
-            return ComponentScore.error(f"completion is not text: {result}")
-        if isinstance(result, BaseException):
-            return ComponentScore.error(_describe(result))
-        if not isinstance(result, ComponentScore):
-            return ComponentScore.error(f"component returned {type(result).__name__}, not a ComponentScore")
-        if result.status is Status.OK:
+        if isinstance(result, ComponentScore):  # the common case first: this runs per sample
+            if result.status is not Status.OK:
+                return result if result.value is None else ComponentScore(None, result.status, result.info)
             value = result.value
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
                 return ComponentScore.error(f"component returned a non-finite value {value!r}")
             low, high = component.output_range
             if not (low - 1e-9 <= value <= high + 1e-9):
                 return ComponentScore.error(f"component returned {value!r}, outside its range [{low:g}, {high:g}]")
-        elif result.value is not None:
-            result = ComponentScore(None, result.status, result.info)
-        return result
+            return result
+        if result is TIMED_OUT:
+            return ComponentScore.error(f"exceeded the time limit of {self.time_limit:g} s", Status.TIMEOUT)
+        if isinstance(result, TextTypeError):
+            return ComponentScore.error(f"completion is not text: {result}")
+        if isinstance(result, BaseException):
+            return ComponentScore.error(_describe(result))
+        return ComponentScore.error(f"component returned {type(result).__name__}, not a ComponentScore")
 
 
 def _only(results: Any) -> ComponentScore:
