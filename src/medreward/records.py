@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from .errors import RecordError
 from .parse.text import as_text
@@ -21,7 +22,8 @@ T = TypeVar("T")
 Message = dict[str, Any]  # {"role": str, "content": str}
 Conversation = list[Message]
 
-_KNOWN_FIELDS = ("id", "prompt", "completion", "task", "group", "reference")
+_KNOWN_FIELDS = frozenset(("id", "prompt", "completion", "task", "group", "reference"))
+_MISSING = object()
 
 
 class Status(str, Enum):
@@ -92,34 +94,41 @@ class Rollout:
     #: the mapping this rollout was read from, echoed unchanged into the scored record
     source: Mapping[str, Any] | None = field(default=None, repr=False)
     _cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+    _text: str | None = field(default=None, repr=False)  # completion_text, once computed
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> "Rollout":
         """Build a rollout from a record dict, checking the contract's field types."""
-        if not isinstance(record, Mapping):
+        # This runs once per sample on the scoring hot path: plain dicts skip the ABC check.
+        if type(record) is not dict and not isinstance(record, Mapping):
             raise RecordError(f"a record must be a JSON object, got {type(record).__name__}")
-        if "completion" not in record:
+        get = record.get
+        completion = get("completion", _MISSING)
+        if completion is _MISSING:
             raise RecordError("record has no 'completion' field")
-        reference = record.get("reference")
+        reference = get("reference")
         if reference is None:
             reference = {}
-        elif not isinstance(reference, Mapping):
+        elif type(reference) is dict:
+            reference = reference.copy()
+        elif isinstance(reference, Mapping):
+            reference = dict(reference)
+        else:
             raise RecordError(f"'reference' must be an object, got {type(reference).__name__}")
-        for key in ("id", "task", "group"):
-            value = record.get(key)
+        rid, task, grp = get("id"), get("task"), get("group")
+        for key, value in (("id", rid), ("task", task), ("group", grp)):
             if value is not None and not isinstance(value, (str, int)):
                 raise RecordError(f"'{key}' must be a string, got {type(value).__name__}")
         extra = {k: v for k, v in record.items() if k not in _KNOWN_FIELDS}
-        rid, grp = record.get("id"), record.get("group")
         return cls(
-            prompt=record.get("prompt", ""),
-            completion=record["completion"],
-            reference=dict(reference),
-            id=None if rid is None else str(rid),
-            task=record.get("task"),
-            group=None if grp is None else str(grp),
-            extra=extra,
-            source=record,
+            get("prompt", ""),
+            completion,
+            reference,
+            None if rid is None else str(rid),
+            task,
+            None if grp is None else str(grp),
+            extra,
+            record,
         )
 
     @classmethod
@@ -148,7 +157,10 @@ class Rollout:
     @property
     def completion_text(self) -> str:
         """The completion as text (assistant turns of a conversation, joined)."""
-        return self.cached("completion_text", self._completion_text)
+        text = self._text
+        if text is None:  # a plain attribute, not the cache dict: every component reads this
+            text = self._text = self._completion_text()
+        return text
 
     def _completion_text(self) -> str:
         value = self.completion
@@ -176,11 +188,10 @@ class Rollout:
 
     def cached(self, key: Any, compute: Callable[[], T]) -> T:
         """Memoise a derived value (e.g. a parse) on this rollout, shared by its components."""
-        try:
-            return self._cache[key]
-        except KeyError:
+        value = self._cache.get(key, _MISSING)
+        if value is _MISSING:  # a miss is the common case (one read per sample): no KeyError
             value = self._cache[key] = compute()
-            return value
+        return value
 
     def __getstate__(self):  # slots dataclass: pickle without the parse cache
         return (self.prompt, self.completion, self.reference, self.id, self.task, self.group, self.extra, self.source)
@@ -188,6 +199,7 @@ class Rollout:
     def __setstate__(self, state) -> None:
         (self.prompt, self.completion, self.reference, self.id, self.task, self.group, self.extra, self.source) = state
         self._cache = {}
+        self._text = None
 
 
 @dataclass(slots=True)

@@ -149,6 +149,40 @@ def test_well_formed_texts_have_no_problems(sections: list[tuple[str, str]]) -> 
     assert parsed.well_formed and all(parsed.content(tag) == body for tag, body in sections)
 
 
+def _is_well_formed(text: str, tags: tuple[str, ...], only_tags: bool) -> bool:
+    """Oracle: the definition, written out with find/count (each token once, in order, non-empty)."""
+    end = 0
+    outside = []
+    for tag in tags:
+        open_t, close_t = f"<{tag}>", f"</{tag}>"
+        if text.count(open_t) != 1 or text.count(close_t) != 1:
+            return False
+        start, close = text.find(open_t), text.find(close_t)
+        if start < end or close < start + len(open_t):
+            return False
+        if not text[start + len(open_t) : close].strip():
+            return False
+        outside.append(text[end:start])
+        end = close + len(close_t)
+    outside.append(text[end:])
+    return not (only_tags and any(chunk.strip() for chunk in outside))
+
+
+@FUZZ
+@given(
+    st.lists(TAG_NAMES, min_size=1, max_size=3, unique=True),
+    st.data(),
+    st.booleans(),
+)
+def test_format_check_matches_its_definition(tags: list[str], data: st.DataObject, only_tags: bool) -> None:
+    # token soup: the tags' tokens (in and out of order, repeated, missing) between plain chunks
+    tokens = [t for tag in tags for t in (f"<{tag}>", f"</{tag}>")]
+    parts = data.draw(st.lists(st.one_of(st.sampled_from(tokens), PLAIN, st.sampled_from([" ", "\n", "<", ">"]))))
+    text = "".join(parts)
+    problems = format_problems(text, tuple(tags), only_tags=only_tags)
+    assert (problems == []) == _is_well_formed(text, tuple(tags), only_tags), (text, problems)
+
+
 # -- bounded time --------------------------------------------------------------------------------------
 ADVERSARIAL = {
     "10MB of <": "<" * 10_000_000,

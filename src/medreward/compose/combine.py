@@ -34,29 +34,39 @@ def combine(
     names = spec.component_names
     weights = [c.weight for c in spec.components]
     gates = [(k, c.gate_min) for k, c in enumerate(spec.components) if c.gate]
+    ok, floor = Status.OK, float(spec.floor)
     out: list[ScoredRecord] = []
-    for i, rollout in enumerate(rollouts):
-        per = [scores[k][i] for k in range(len(names))]
+    append = out.append
+    for rollout, per in zip(rollouts, zip(*scores)):
         components = {name: s.value for name, s in zip(names, per)}
         info = {name: s.info for name, s in zip(names, per) if s.info}
-        failed = [(name, s) for name, s in zip(names, per) if s.status in (Status.ERROR, Status.TIMEOUT)]
-        if failed:
-            status = Status.ERROR if any(s.status is Status.ERROR for _, s in failed) else Status.TIMEOUT
-            info["error"] = "; ".join(f"{name}: {s.info.get('error', s.status.value)}" for name, s in failed)
-            out.append(ScoredRecord(rollout.record_dict(), None, components, status, info))
-            continue
-        applicable = [(w, s.value) for w, s in zip(weights, per) if s.status is Status.OK]
-        if not applicable:
-            out.append(ScoredRecord(rollout.record_dict(), None, components, Status.NOT_APPLICABLE, info))
-            continue
-        reward = float(sum(w * v for w, v in applicable))
+        source = rollout.source
+        record = rollout.to_dict() if source is None else source.copy() if type(source) is dict else dict(source)
+        if all(s.status is ok for s in per):  # the common case: a plain weighted sum
+            reward = 0.0
+            for w, s in zip(weights, per):
+                reward += w * s.value  # type: ignore[operator]
+        else:
+            failed = [(name, s) for name, s in zip(names, per) if s.status in (Status.ERROR, Status.TIMEOUT)]
+            if failed:
+                status = Status.ERROR if any(s.status is Status.ERROR for _, s in failed) else Status.TIMEOUT
+                info["error"] = "; ".join(f"{name}: {s.info.get('error', s.status.value)}" for name, s in failed)
+                append(ScoredRecord(record, None, components, status, info))
+                continue
+            applicable = [(w, s.value) for w, s in zip(weights, per) if s.status is ok]
+            if not applicable:
+                append(ScoredRecord(record, None, components, Status.NOT_APPLICABLE, info))
+                continue
+            reward = 0.0
+            for w, v in applicable:
+                reward += w * v
         for k, gate_min in gates:
             gate = per[k]
-            if gate.status is Status.OK and gate.value < gate_min:
-                reward = float(spec.floor)
+            if gate.status is ok and gate.value < gate_min:
+                reward = floor
                 info["gated_by"] = names[k]
                 break
-        out.append(ScoredRecord(rollout.record_dict(), reward, components, Status.OK, info))
+        append(ScoredRecord(record, reward, components, ok, info))
     if spec.aggregate == "normalize_then_sum":
         _apply_gdpo(spec, rollouts, out)
     return out

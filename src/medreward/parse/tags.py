@@ -16,9 +16,11 @@ Rules, chosen to match how the clinical RL literature reads these outputs:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 
-__all__ = ["Section", "TaggedText", "extract_section", "parse_tags", "format_problems"]
+__all__ = ["Section", "TaggedText", "extract_section", "format_problems", "parse_tags", "section_content"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,27 @@ class Section:
     start: int  # index of "<tag>"
     end: int  # index just past "</tag>" (or len(text) when unclosed)
     closed: bool = True
+
+
+def _last_section_span(text: str, open_tag: str, close_tag: str) -> tuple[int, int] | None:
+    """Indices of the opening and closing token of the last complete section (the rule above)."""
+    close_at = text.rfind(close_tag)
+    if close_at == -1:
+        return None
+    open_at = text.rfind(open_tag, 0, close_at)
+    return None if open_at == -1 else (open_at, close_at)
+
+
+def section_content(text: str, tag: str) -> str | None:
+    """Content of the last complete ``<tag>…</tag>`` section (``extract_section(text, tag).content``
+    without building a :class:`Section`; this runs once per sample for every answer reader).
+
+    >>> section_content("<think>…</think><answer>C</answer>", "answer")
+    'C'
+    """
+    open_tag = f"<{tag}>"
+    span = _last_section_span(text, open_tag, f"</{tag}>")
+    return None if span is None else text[span[0] + len(open_tag) : span[1]]
 
 
 def extract_section(text: str, tag: str, *, allow_unclosed: bool = False) -> Section | None:
@@ -46,12 +69,11 @@ def extract_section(text: str, tag: str, *, allow_unclosed: bool = False) -> Sec
     'C'
     """
     open_tag, close_tag = f"<{tag}>", f"</{tag}>"
-    close_at = text.rfind(close_tag)
+    span = _last_section_span(text, open_tag, close_tag)
     complete: Section | None = None
-    if close_at != -1:
-        open_at = text.rfind(open_tag, 0, close_at)
-        if open_at != -1:
-            complete = Section(tag, text[open_at + len(open_tag) : close_at], open_at, close_at + len(close_tag))
+    if span is not None:
+        open_at, close_at = span
+        complete = Section(tag, text[open_at + len(open_tag) : close_at], open_at, close_at + len(close_tag))
     if allow_unclosed:
         tail_from = complete.end if complete else 0
         open_at = text.rfind(open_tag, tail_from)
@@ -72,7 +94,13 @@ def format_problems(text: str, tags: tuple[str, ...], *, only_tags: bool = False
     >>> format_problems("<answer>C</answer><think>r</think>", ("think", "answer"))
     ['sections out of order: answer before think']
     """
-    problems: list[str] = []
+    pieces = _well_formed_pieces(text, tags)
+    if pieces is not None:  # the usual case: judge the pieces of one split
+        problems = [f"empty <{tag}>" for tag, content in zip(tags, pieces[2::4]) if not content or content.isspace()]
+        if only_tags and any(chunk and not chunk.isspace() for chunk in pieces[0::4]):
+            problems.append("text outside the tags")
+        return problems
+    problems = []
     spans: list[tuple[str, int, int, int]] = []  # tag, open index, content start, close index
     for tag in tags:
         open_tag, close_tag = f"<{tag}>", f"</{tag}>"
@@ -107,6 +135,34 @@ def format_problems(text: str, tags: tuple[str, ...], *, only_tags: bool = False
         if any(chunk and not chunk.isspace() for chunk in outside):
             problems.append("text outside the tags")
     return problems
+
+
+@lru_cache(maxsize=64)
+def _splitter(tags: tuple[str, ...]) -> tuple[re.Pattern[str], list[str]] | None:
+    """A pattern that splits text at any of the tags' opening/closing tokens, and the token
+    sequence of a well-formed text (``<t1>``, ``</t1>``, ``<t2>``, …). ``None`` for names
+    holding ``<`` or ``>``, whose tokens could overlap (those take the counting path)."""
+    if any("<" in tag or ">" in tag for tag in tags):
+        return None
+    tokens = [token for tag in tags for token in (f"<{tag}>", f"</{tag}>")]
+    # one literal "<" in front lets the regex engine skip to candidate positions quickly
+    names = "|".join(re.escape(tag) for tag in tags)
+    return re.compile(f"(</?(?:{names})>)"), tokens
+
+
+def _well_formed_pieces(text: str, tags: tuple[str, ...]) -> list[str] | None:
+    """The pieces ``[outside, <t1>, content, </t1>, outside, …]`` when the tags' tokens occur
+    exactly once each and in order, else ``None`` (the caller then says what is wrong).
+
+    One regex split finds every token in a single pass over the text; ``maxsplit`` bounds
+    the work and memory on text full of tags.
+    """
+    splitter = _splitter(tags)
+    if splitter is None:
+        return None
+    pattern, expected = splitter
+    pieces = pattern.split(text, maxsplit=len(expected) + 1)
+    return pieces if pieces[1::2] == expected else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import SpecError
-from ..parse.tags import Section, extract_section
+from ..parse.tags import extract_section, section_content
 from ..records import ComponentScore, Rollout
 
 __all__ = [
@@ -186,15 +186,26 @@ def registered_kinds() -> dict[str, type[RewardComponent]]:
 
 
 def answer_section(rollout: Rollout, tag: str | None, *, allow_unclosed: bool = False) -> str | None:
-    """Text a component judges: the last complete ``<tag>`` section (cached per rollout), or the
-    whole completion when ``tag`` is ``None``. ``None`` means the section is missing."""
+    """Text a component judges: the last complete ``<tag>`` section (cached per rollout, so the
+    components of a spec find it once), or the whole completion when ``tag`` is ``None``.
+    ``None`` means the section is missing."""
     if tag is None:
         return rollout.completion_text
-    section: Section | None = rollout.cached(
-        ("section", tag, allow_unclosed),
-        lambda: extract_section(rollout.completion_text, tag, allow_unclosed=allow_unclosed),
-    )
-    return None if section is None else section.content
+    key = ("section", tag, allow_unclosed)
+    cache = rollout._cache
+    content = cache.get(key, _UNSET)
+    if content is _UNSET:
+        text = rollout.completion_text
+        if allow_unclosed:
+            section = extract_section(text, tag, allow_unclosed=True)
+            content = None if section is None else section.content
+        else:
+            content = section_content(text, tag)
+        cache[key] = content
+    return content
+
+
+_UNSET = object()
 
 
 def memoised_reference(cache: dict[Any, Any], raw: Any, compute: Any, max_size: int) -> Any:
@@ -202,7 +213,7 @@ def memoised_reference(cache: dict[Any, Any], raw: Any, compute: Any, max_size: 
     reference, so a batch parses each reference once). Unhashable references are computed
     each time; the cache is cleared when it reaches ``max_size`` to stay bounded."""
     try:
-        key = raw if isinstance(raw, str) else tuple(raw) if isinstance(raw, (list, tuple)) else None
+        key = tuple(raw) if type(raw) is list else raw if isinstance(raw, (str, tuple)) else None
         hit = cache.get(key) if key is not None else None
     except TypeError:  # unhashable items: let compute() name the problem
         key = hit = None

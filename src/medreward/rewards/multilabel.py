@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import Field
 
@@ -21,12 +20,23 @@ _PREDICTION_CACHE_MAX = 65536  # distinct answers memoised per component (cleare
 _CACHEABLE_CHARS = 512  # longer answers are parsed every time (rare; keeps the memo small)
 
 
-@dataclass(frozen=True, slots=True)
-class _Prediction:
+class _Prediction(NamedTuple):
     ids: tuple[str, ...]  # vocabulary ids, in order of first mention
     unknown: tuple[str, ...]  # raw labels outside the vocabulary (one per distinct key)
     truncated: bool
     empty: bool  # nothing was stated at all (not even "none" or [])
+
+
+class _Verdict(NamedTuple):
+    """The score of one (answer, reference) pair and what went into it."""
+
+    value: float
+    predicted: tuple[str, ...]
+    missed: tuple[str, ...]
+    hallucinated: tuple[str, ...]
+    unknown: tuple[str, ...]
+    truncated: bool
+    reason: str | None  # why an answer scored 0 without being compared (no labels stated)
 
 
 def set_agreement(
@@ -132,6 +142,7 @@ class MultiLabel(RewardComponent):
             raise SpecError(f"{self.name}.params.vocabulary: {exc}") from None
         self._predictions: dict[str, _Prediction] = {}
         self._truths: dict[Any, tuple[str, ...]] = {}
+        self._verdicts: dict[tuple[str, tuple[str, ...]], _Verdict] = {}
 
     @property
     def vocab(self) -> Vocabulary:
@@ -147,25 +158,48 @@ class MultiLabel(RewardComponent):
         answer = answer_section(rollout, self.params.answer_tag)
         if answer is None:
             return self._zero(truth, f"no <{self.params.answer_tag}> section")
+        # RL batches repeat (answer, reference) pairs (a GRPO group shares its reference), so
+        # the verdict is memoised; each sample still gets its own info lists.
+        cacheable = len(answer) <= _CACHEABLE_CHARS
+        key = (answer, truth)
+        verdict = self._verdicts.get(key) if cacheable else None
+        if verdict is None:
+            verdict = self._judge(answer, truth)
+            if cacheable:
+                if len(self._verdicts) >= _PREDICTION_CACHE_MAX:
+                    self._verdicts.clear()
+                self._verdicts[key] = verdict
+        if verdict.reason is not None:
+            return self._zero(truth, verdict.reason)
+        info: dict[str, Any] = {
+            "predicted": list(verdict.predicted),
+            "missed": list(verdict.missed),
+            "hallucinated": list(verdict.hallucinated),
+            "unknown": list(verdict.unknown),
+        }
+        if verdict.truncated:
+            info["truncated"] = True
+        return ComponentScore(verdict.value, info=info)
+
+    def _judge(self, answer: str, truth: tuple[str, ...]) -> _Verdict:
         pred = self._predict(answer)
         if pred.empty:
-            return self._zero(truth, "empty answer")
-
+            return _Verdict(0.0, (), truth, (), (), False, "empty answer")
         truth_set = set(truth)
         common = sum(1 for i in pred.ids if i in truth_set)
         value = set_agreement(
             len(pred.ids) + len(pred.unknown), len(truth), common, self.params.metric, self.params.beta
         )
         pred_set = set(pred.ids)
-        info: dict[str, Any] = {
-            "predicted": list(pred.ids),
-            "missed": [i for i in truth if i not in pred_set],
-            "hallucinated": [i for i in pred.ids if i not in truth_set] + list(pred.unknown),
-            "unknown": list(pred.unknown),
-        }
-        if pred.truncated:
-            info["truncated"] = True
-        return ComponentScore(value, info=info)
+        return _Verdict(
+            value,
+            pred.ids,
+            tuple(i for i in truth if i not in pred_set),
+            tuple(i for i in pred.ids if i not in truth_set) + pred.unknown,
+            pred.unknown,
+            pred.truncated,
+            None,
+        )
 
     def _zero(self, truth: tuple[str, ...], reason: str) -> ComponentScore:
         return ComponentScore(
