@@ -15,7 +15,7 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from .errors import RecordError
-from .parse.text import as_text
+from .parse.text import TextTypeError, as_text
 
 T = TypeVar("T")
 
@@ -39,7 +39,11 @@ class Status(str, Enum):
 
 
 def message_text(content: Any) -> str:
-    """Text of a chat message's ``content`` (a string, or a list of typed parts)."""
+    """Text of a chat message's ``content`` (a string, or a list of typed parts).
+
+    Content that is neither (a number, an object) raises
+    :class:`~medreward.parse.text.TextTypeError`: a reward must not score ``"7"`` for ``7``.
+    """
     if content is None:
         return ""
     if isinstance(content, str):
@@ -54,7 +58,7 @@ def message_text(content: Any) -> str:
             elif isinstance(part, str):
                 parts.append(part)
         return "".join(parts)
-    return str(content)
+    raise TextTypeError(f"message content must be text, got {type(content).__name__}")
 
 
 def conversation_text(value: str | Conversation | None, *, roles: tuple[str, ...] | None = None) -> str:

@@ -102,3 +102,43 @@ def test_streaming_reads_lazily(tmp_path):
     iterator = read_records(path)
     first = next(iter(iterator))
     assert first == {"completion": "0"}
+
+
+def test_parquet_written_by_medreward_reads_back_as_it_was_written(tmp_path):
+    """Nested fields (a conversation, the reference, info) come back as objects, not JSON text,
+    so a Parquet file of rollouts or scored records can be scored again."""
+    rows = [
+        {"id": "a", "prompt": [{"role": "user", "content": "q"}], "completion": "<answer>opioids</answer>",
+         "reference": {"substances": ["opioids"]}, "note": None, "n": 1},
+        {"id": "b", "prompt": "a plain prompt", "completion": '["looks", "like", "json"]',
+         "reference": {"substances": []}, "note": "kept", "n": 2},
+    ]  # fmt: skip
+    path = tmp_path / "rollouts.parquet"
+    with open_writer(path) as writer:
+        for row in rows:
+            writer.write(row)
+    assert list(read_records(path)) == rows
+    scored = Scorer("toxicology").score(read_records(path))
+    assert [r.status.value for r in scored] == ["ok", "ok"]
+    assert scored[0].reward == 0.1 * 0 + 0.9 * 1.0  # no <think>: format 0, the label is right
+
+    # scored records survive the round trip too (info is a nested dict)
+    out = tmp_path / "scored.parquet"
+    with open_writer(out) as writer:
+        for record in scored:
+            writer.write(record)
+    back = list(read_records(out))
+    assert [b["info"] for b in back] == [r.info for r in scored]
+    assert [b["components"] for b in back] == [r.components for r in scored]
+
+
+def test_parquet_field_that_turns_nested_after_the_first_batch_is_kept_as_text(tmp_path, caplog):
+    from medreward.io.writers import _ParquetWriter
+
+    writer = _ParquetWriter(tmp_path / "late.parquet", batch_rows=2)
+    for i, extra in enumerate(["plain", "plain", {"now": "nested"}]):
+        writer.write({"id": str(i), "completion": "x", "extra": extra})
+    writer.close()
+    back = list(read_records(tmp_path / "late.parquet"))
+    assert [b["extra"] for b in back] == ["plain", "plain", '{"now": "nested"}']  # nothing lost
+    assert "field 'extra' held plain values" in caplog.text

@@ -107,7 +107,7 @@ class Spec(BaseModel):
         try:
             spec = cls.model_validate(data)
         except ValidationError as exc:
-            raise SpecError(f"{source}: {format_validation_error(exc, '').lstrip('.')}") from None
+            raise SpecError(f"{source}: {format_validation_error(exc, '')}") from None
         spec.build()  # parameter errors surface at load time, naming the component
         return spec
 

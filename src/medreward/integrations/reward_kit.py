@@ -46,6 +46,7 @@ from medreward.integrations._common import (
     to_builtin,
     warn_failures,
 )
+from medreward.parse.text import TextTypeError
 from medreward.records import ScoredRecord, Status, message_text
 
 __all__ = [
@@ -192,7 +193,10 @@ def evaluate(messages: Sequence[Any], ground_truth: Any = None, **kwargs: Any) -
     """
     scorer = get_scorer(resolve_spec(kwargs.get("spec"), default=DEFAULT_SPEC))
     msgs = [_as_dict(m) for m in (messages or [])]
-    completion = message_text(msgs[-1].get("content")) if msgs and msgs[-1].get("content") is not None else None
+    try:
+        completion = message_text(msgs[-1].get("content")) if msgs and msgs[-1].get("content") is not None else None
+    except TextTypeError:
+        completion = msgs[-1].get("content")  # kept as it came: the scorer rejects it with a clear status
     try:
         item: Any = {"prompt": msgs[:-1], "completion": completion,
                      "reference": coerce_reference(_ground_truth(ground_truth), scorer.spec)}

@@ -20,6 +20,8 @@ from ..records import BadRecord
 __all__ = ["detect_format", "read_records"]
 
 Format = Literal["jsonl", "parquet"]
+#: Parquet schema metadata key: the JSON list of columns whose values medreward wrote as JSON text
+JSON_COLUMNS_KEY = "medreward.json_columns"
 _RAW_KEEP = 2000  # characters of a malformed line kept in the error record
 
 
@@ -78,7 +80,8 @@ def _read_jsonl(handle, path: Path) -> Iterator[dict[str, Any] | BadRecord]:
                     continue
                 yield record
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            raise InputError(f"{str(path)!r}: read failed after line {line_no}: {exc}") from None
+            where = f"read failed after line {line_no}" if line_no else "cannot be read"
+            raise InputError(f"{str(path)!r}: {where}: {exc}") from None
 
 
 def _read_parquet(path: Path) -> Iterator[dict[str, Any]]:
@@ -92,5 +95,19 @@ def _read_parquet(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def _iter_parquet(parquet) -> Iterator[dict[str, Any]]:
+    metadata = parquet.schema_arrow.metadata or {}
+    try:
+        json_columns = tuple(json.loads(metadata.get(JSON_COLUMNS_KEY.encode(), b"[]")))
+    except ValueError:
+        json_columns = ()
     for batch in parquet.iter_batches(batch_size=1024):
-        yield from batch.to_pylist()
+        rows = batch.to_pylist()
+        for row in rows:
+            for key in json_columns:
+                value = row.get(key)
+                if isinstance(value, str):
+                    try:
+                        row[key] = json.loads(value)
+                    except ValueError:
+                        pass  # not written by medreward after all: keep the text
+        yield from rows

@@ -3,21 +3,26 @@
 JSONL keeps records exactly (lone surrogates in model output, which UTF-8 cannot hold,
 are written as JSON ``\\udXXX`` escapes instead of crashing the writer). Parquet needs a
 fixed schema, so ``reward``, ``status`` and ``components`` are typed columns and every
-other non-scalar field (``info``, ``reference``, conversational prompts…) is stored as
-JSON text.
+other field that holds objects or lists (``info``, ``reference``, conversational prompts…)
+is stored as JSON text; the schema metadata names those columns and
+:func:`~medreward.io.read_records` decodes them, so a Parquet file reads back as it was
+written. In plain Parquet text columns a lone surrogate is stored as its ``\\udXXX`` escape.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import InputError
 from ..records import ScoredRecord
-from .readers import Format, detect_format
+from .readers import JSON_COLUMNS_KEY, Format, detect_format
 
 __all__ = ["RecordWriter", "open_writer"]
+
+log = logging.getLogger(__name__)
 
 
 class RecordWriter(Protocol):
@@ -29,6 +34,16 @@ class RecordWriter(Protocol):
 
 def _as_dict(record: ScoredRecord | dict[str, Any]) -> dict[str, Any]:
     return record.to_dict() if isinstance(record, ScoredRecord) else record
+
+
+def _utf8_safe(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _dumps(obj: Any) -> str:
@@ -61,6 +76,12 @@ class _JsonlWriter:
 
 
 class _ParquetWriter:
+    """Row groups of ``batch_rows`` records. The first batch fixes the schema: ``reward``,
+    ``status`` and ``components`` are typed; a field holding objects or lists there becomes
+    a JSON-text column, listed in the schema metadata (:data:`JSON_COLUMNS_KEY`) so that
+    :func:`~medreward.io.read_records` decodes it back. Every value of such a column is JSON
+    (strings too), which makes the round trip exact."""
+
     _TYPED = ("reward", "status", "components")
 
     def __init__(self, path: Path, batch_rows: int = 4096) -> None:
@@ -69,19 +90,36 @@ class _ParquetWriter:
         self._rows: list[dict[str, Any]] = []
         self._writer = None
         self._schema = None
+        self._json_columns: frozenset[str] = frozenset()
+        self._warned: set[str] = set()
 
     def write(self, record: ScoredRecord | dict[str, Any]) -> None:
-        row = {}
-        for key, value in _as_dict(record).items():
-            if key in self._TYPED or value is None or isinstance(value, (str, int, float, bool)):
-                row[key] = value
-            else:
-                row[key] = json.dumps(value, ensure_ascii=True, default=str)
-        if isinstance(row.get("reward"), int):
-            row["reward"] = float(row["reward"])
-        self._rows.append(row)
+        self._rows.append(_as_dict(record))
         if len(self._rows) >= self.batch_rows:
             self._flush()
+
+    def _encode(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for record in rows:
+            row = {}
+            for key, value in record.items():
+                if key in self._TYPED:
+                    row[key] = float(value) if key == "reward" and isinstance(value, int) else value
+                elif value is None:
+                    row[key] = None
+                elif key in self._json_columns:
+                    row[key] = json.dumps(value, ensure_ascii=True, default=str)
+                elif isinstance(value, (str, int, float, bool)):
+                    # Arrow strings are UTF-8: lone surrogates are kept as their JSON escapes
+                    row[key] = value if not isinstance(value, str) or _utf8_safe(value) else json.dumps(value)[1:-1]
+                else:
+                    if key not in self._warned:
+                        self._warned.add(key)
+                        log.warning("Parquet output: field %r held plain values in the first %d records and "
+                                    "an object later; such values are stored as JSON text", key, self.batch_rows)
+                    row[key] = json.dumps(value, ensure_ascii=True, default=str)
+            out.append(row)
+        return out
 
     def _flush(self) -> None:
         import pyarrow as pa
@@ -89,21 +127,19 @@ class _ParquetWriter:
 
         if not self._rows:
             return
-        rows, self._rows = self._rows, []
-        for row in rows:  # strings with lone surrogates cannot go into Arrow's UTF-8
-            for key, value in row.items():
-                if isinstance(value, str) and not value.isascii():
-                    try:
-                        value.encode("utf-8")
-                    except UnicodeEncodeError:
-                        row[key] = json.dumps(value)[1:-1]
+        records, self._rows = self._rows, []
         if self._schema is None:
+            self._json_columns = frozenset(
+                key for record in records for key, value in record.items()
+                if key not in self._TYPED and value is not None and not isinstance(value, (str, int, float, bool))
+            )  # fmt: skip
+            rows = self._encode(records)
             inferred = pa.Table.from_pylist(rows).schema
             # a column that is all null in the first batch would pin type "null": use text
-            self._schema = pa.schema([
-                pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in inferred
-            ])
-            for row in rows:
+            fields = [pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in inferred]
+            metadata = {JSON_COLUMNS_KEY: json.dumps(sorted(self._json_columns))} if self._json_columns else None
+            self._schema = pa.schema(fields, metadata=metadata)
+            for row in rows:  # a scalar column that was all null first: its later values go in as text
                 for f in self._schema:
                     value = row.get(f.name)
                     if pa.types.is_string(f.type) and value is not None and not isinstance(value, str):
@@ -111,6 +147,7 @@ class _ParquetWriter:
             table = pa.Table.from_pylist(rows, schema=self._schema)
             self._writer = pq.ParquetWriter(self.path, self._schema)
         else:
+            rows = self._encode(records)
             columns = {name: [row.get(name) for row in rows] for name in self._schema.names}
             extra = {k for row in rows for k in row} - set(self._schema.names)
             if extra:

@@ -55,10 +55,15 @@ class ComponentParams(BaseModel):
 
 def format_validation_error(error: ValidationError, prefix: str) -> str:
     """One line per problem, each naming the field: ``prefix.field: message``."""
+    problems = error.errors()
+    # pydantic also reports a container as too short when one of its items failed: noise
+    failed_items = {p["loc"][:-1] for p in problems if len(p["loc"]) > 1}
     lines = []
-    for problem in error.errors():
+    for problem in problems:
+        if problem["type"] == "too_short" and any(loc[: len(problem["loc"])] == problem["loc"] for loc in failed_items):
+            continue
         loc = ".".join(str(p) for p in problem["loc"])
-        where = f"{prefix}.{loc}" if loc else prefix
+        where = f"{prefix}.{loc}" if loc and prefix else loc or prefix
         msg = problem["msg"]
         if problem["type"] == "extra_forbidden":
             msg = "unknown parameter"
