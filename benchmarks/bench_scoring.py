@@ -3,7 +3,7 @@ with reward functions written the way TRL/open-r1 users write them (a format reg
 summed with the preset's weights as TRL's `reward_weights` would). Checks both give identical rewards
 and prints rollouts/s for each and the ratio.
 
-    python benchmarks/bench_scoring.py [--n 100000] [--workers 2]
+    python benchmarks/bench_scoring.py [--n 100000] [--workers 2] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import argparse
 import random
 import re
 import time
+from collections.abc import Callable
 
 from rich.console import Console
 from rich.table import Table
@@ -103,37 +104,50 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; each contender's best round is reported")
     args = parser.parse_args()
     console = Console()
     rollouts = make_rollouts(args.n)
-    rows = []
 
-    t0 = time.perf_counter()
-    naive = naive_rewards(rollouts)
-    naive_s = time.perf_counter() - t0
-    rows.append(("naive TRL-style functions (1 process)", naive_s))
-
-    t0 = time.perf_counter()
-    ours = [r.reward for r in Scorer("toxicology").score(rollouts)]
-    ours_s = time.perf_counter() - t0
-    rows.append(("medreward Scorer (1 process)", ours_s))
-
-    mismatches = sum(1 for a, b in zip(naive, ours) if b is None or abs(a - b) > 1e-9)
+    contenders: list[tuple[str, Callable[[], list[float | None]]]] = [
+        ("naive TRL-style functions (1 process)", lambda: naive_rewards(rollouts)),
+        # a fresh Scorer each round: its memos start empty, as in a new training run
+        ("medreward Scorer (1 process)", lambda: [r.reward for r in Scorer("toxicology").score(rollouts)]),
+    ]
     if args.workers > 1:
-        t0 = time.perf_counter()
-        ours_w = [r.reward for r in Scorer("toxicology", workers=args.workers, chunk_size=2048).score(rollouts)]
-        rows.append((f"medreward Scorer (--workers {args.workers}, incl. start-up)", time.perf_counter() - t0))
-        mismatches += sum(1 for a, b in zip(naive, ours_w) if b is None or abs(a - b) > 1e-9)
+        contenders.append((
+            f"medreward Scorer (--workers {args.workers}, incl. start-up)",
+            lambda: [r.reward for r in Scorer("toxicology", workers=args.workers, chunk_size=2048).score(rollouts)],
+        ))
+    best = {name: float("inf") for name, _ in contenders}
+    results: dict[str, list[float | None]] = {}
+    # Rounds alternate the contenders, so a slow spell on a shared machine hits all of them;
+    # each contender's best round is reported (timeit's convention: the least disturbed run).
+    for _ in range(args.repeat):
+        for name, run in contenders:
+            started = time.perf_counter()
+            results[name] = run()
+            best[name] = min(best[name], time.perf_counter() - started)
 
-    table = Table(title=f"{args.n} toxicology rollouts (~2 KB), toxicology preset")
+    naive_name = contenders[0][0]
+    naive = results[naive_name]
+    mismatches = sum(
+        1 for name, _ in contenders[1:] for a, b in zip(naive, results[name]) if b is None or abs(a - b) > 1e-9
+    )
+    naive_s = best[naive_name]
+    table = Table(title=f"{args.n:,} toxicology rollouts (~2 KB), toxicology preset, best of {args.repeat} rounds")
     table.add_column("scorer")
     table.add_column("seconds", justify="right")
     table.add_column("rollouts/s", justify="right")
     table.add_column("vs naive", justify="right")
-    for name, seconds in rows:
+    for name, _ in contenders:
+        seconds = best[name]
         table.add_row(name, f"{seconds:.2f}", f"{args.n / seconds:,.0f}", f"{naive_s / seconds:.2f}×")
     console.print(table)
     console.print(f"identical rewards: {'yes' if mismatches == 0 else f'NO ({mismatches} differ)'}")
+    single = naive_s / best[contenders[1][0]]
+    verdict = "[green]met[/]" if single >= 2 else "[red]not met[/]"
+    console.print(f"target (issue 2): medreward ≥ 2× the naive functions in one process: {verdict} ({single:.2f}×)")
     if mismatches:
         raise SystemExit(1)
 

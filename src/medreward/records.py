@@ -101,7 +101,7 @@ class Rollout:
     _text: str | None = field(default=None, repr=False)  # completion_text, once computed
 
     @classmethod
-    def from_dict(cls, record: Mapping[str, Any]) -> "Rollout":
+    def from_dict(cls, record: Mapping[str, Any]) -> Rollout:
         """Build a rollout from a record dict, checking the contract's field types."""
         # This runs once per sample on the scoring hot path: plain dicts skip the ABC check.
         if type(record) is not dict and not isinstance(record, Mapping):
@@ -120,9 +120,14 @@ class Rollout:
         else:
             raise RecordError(f"'reference' must be an object, got {type(reference).__name__}")
         rid, task, grp = get("id"), get("task"), get("group")
-        for key, value in (("id", rid), ("task", task), ("group", grp)):
-            if value is not None and not isinstance(value, (str, int)):
-                raise RecordError(f"'{key}' must be a string, got {type(value).__name__}")
+        if (
+            (rid is not None and type(rid) is not str)
+            or (task is not None and type(task) is not str)
+            or (grp is not None and type(grp) is not str)
+        ):  # the usual strings pass with three identity tests; the rest is checked in full
+            for key, value in (("id", rid), ("task", task), ("group", grp)):
+                if value is not None and not isinstance(value, (str, int)):
+                    raise RecordError(f"'{key}' must be a string, got {type(value).__name__}")
         extra = {k: v for k, v in record.items() if k not in _KNOWN_FIELDS}
         return cls(
             get("prompt", ""),
@@ -136,7 +141,7 @@ class Rollout:
         )
 
     @classmethod
-    def coerce(cls, record: "Rollout | Mapping[str, Any]") -> "Rollout":
+    def coerce(cls, record: Rollout | Mapping[str, Any]) -> Rollout:
         return record if isinstance(record, Rollout) else cls.from_dict(record)
 
     def to_dict(self) -> dict[str, Any]:
@@ -219,15 +224,15 @@ class ComponentScore:
     info: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def ok(cls, value: float, **info: Any) -> "ComponentScore":
+    def ok(cls, value: float, **info: Any) -> ComponentScore:
         return cls(float(value), Status.OK, info)
 
     @classmethod
-    def not_applicable(cls, reason: str, **info: Any) -> "ComponentScore":
+    def not_applicable(cls, reason: str, **info: Any) -> ComponentScore:
         return cls(None, Status.NOT_APPLICABLE, {"reason": reason, **info})
 
     @classmethod
-    def error(cls, message: str, status: Status = Status.ERROR) -> "ComponentScore":
+    def error(cls, message: str, status: Status = Status.ERROR) -> ComponentScore:
         return cls(None, status, {"error": message})
 
 

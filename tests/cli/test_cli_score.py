@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import run_all
 
 from medreward import Scorer
 from medreward.io import open_writer
-
-ENV = {**os.environ, "COLUMNS": "160", "NO_COLOR": "1", "MEDREWARD_PROGRESS": "0"}
 
 GOOD = "<think>pinpoint pupils, apnoea</think><answer>{}</answer>"
 
@@ -33,20 +30,6 @@ def _rollouts() -> list[dict]:
     return rows
 
 
-def _command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "medreward.cli.app", *args]
-
-
-def _run_all(commands: dict[str, tuple[str, ...]], cwd: Path) -> dict[str, subprocess.CompletedProcess[str]]:
-    procs = {
-        name: subprocess.Popen(_command(*args), cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for name, args in commands.items()
-    }
-    done = {}
-    for name, proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=180)
-        done[name] = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
-    return done
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +98,7 @@ def runs(workdir) -> dict[str, subprocess.CompletedProcess[str]]:
         "specs": ("specs",),
         "specs show": ("specs", "show", "toxicology"),
     }  # fmt: skip
-    return _run_all(commands, workdir)
+    return run_all(commands, workdir)
 
 
 def _read_jsonl(path: Path) -> list[dict]:

@@ -7,19 +7,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import run_all
 
 from medreward.io import open_writer
 from medreward.tasks.toxicology import generate_toxicology
-
-ENV = {**os.environ, "COLUMNS": "160", "NO_COLOR": "1", "MEDREWARD_PROGRESS": "0"}
-
-
-def _command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "medreward.cli.app", *args]
 
 
 @pytest.fixture(scope="module")
@@ -62,18 +56,6 @@ ERROR_CASES = {
 }  # fmt: skip
 
 
-def _run_all(commands: dict[str, tuple[str, ...]], cwd: Path) -> dict[str, subprocess.CompletedProcess[str]]:
-    """Run CLI invocations concurrently (each is a separate Python process)."""
-    procs = {
-        name: subprocess.Popen(_command(*args), cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for name, args in commands.items()
-    }
-    done = {}
-    for name, proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=180)
-        done[name] = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
-    return done
-
 
 @pytest.fixture(scope="module")
 def runs(workdir) -> dict[str, subprocess.CompletedProcess[str]]:
@@ -91,9 +73,9 @@ def runs(workdir) -> dict[str, subprocess.CompletedProcess[str]]:
         "tasks list": ("tasks", "list"),
         "baselines list": ("baselines", "list", "toxicology"),
     }  # fmt: skip
-    done = _run_all(commands, workdir)
+    done = run_all(commands, workdir)
     # second wave: evaluate reads what `run all` wrote
-    done |= _run_all({"evaluate": ("baselines", "evaluate", "toxicology", "-i", "rollouts.jsonl", "--json")}, workdir)
+    done |= run_all({"evaluate": ("baselines", "evaluate", "toxicology", "-i", "rollouts.jsonl", "--json")}, workdir)
     return done
 
 

@@ -10,7 +10,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import medreward.parse.choice as choice_module
-from medreward.parse.choice import WINDOW, Choice, letter_set, parse_choice, parse_choice_batch
+from medreward.parse.choice import (
+    WINDOW,
+    Choice,
+    letter_set,
+    parse_choice,
+    parse_choice_batch,
+)
 
 FUZZ = settings(deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 

@@ -10,7 +10,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import medreward.parse.icd as icd_module
-from medreward.parse.icd import MAX_CODES, IcdCodeList, normalize_icd_code, parse_icd_codes
+from medreward.parse.icd import (
+    MAX_CODES,
+    IcdCodeList,
+    normalize_icd_code,
+    parse_icd_codes,
+)
 
 FUZZ = settings(deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 

@@ -15,7 +15,12 @@ import medreward.rewards.reasoning_pattern as rpr_module
 from medreward.errors import SpecError
 from medreward.records import Rollout, Status
 from medreward.rewards import component_class
-from medreward.rewards.reasoning_pattern import RPR_PHRASES, ReasoningPattern, rpr_calibrate, rpr_score
+from medreward.rewards.reasoning_pattern import (
+    RPR_PHRASES,
+    ReasoningPattern,
+    rpr_calibrate,
+    rpr_score,
+)
 
 
 def think_reward(solution_str: str) -> float:

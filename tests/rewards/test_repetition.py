@@ -14,7 +14,12 @@ import medreward.rewards.repetition as repetition_module
 from medreward.errors import SpecError
 from medreward.records import Rollout, Status
 from medreward.rewards import component_class
-from medreward.rewards.repetition import MAX_WORDS, Repetition, capped_words, ngram_stats
+from medreward.rewards.repetition import (
+    MAX_WORDS,
+    Repetition,
+    capped_words,
+    ngram_stats,
+)
 
 
 def score(text: str, **params):

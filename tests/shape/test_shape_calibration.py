@@ -9,7 +9,12 @@ import time
 import numpy as np
 import pytest
 
-from medreward.shape import ConfidenceCalibrator, calibrated_reward, parse_confidence, strip_confidence
+from medreward.shape import (
+    ConfidenceCalibrator,
+    calibrated_reward,
+    parse_confidence,
+    strip_confidence,
+)
 
 
 def test_parse_confidence_rules():

@@ -8,7 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from medreward.shape import ReferenceFrozenNormalizer, RunningMedianNormalizer, median_logistic, robust_stats
+from medreward.shape import (
+    ReferenceFrozenNormalizer,
+    RunningMedianNormalizer,
+    median_logistic,
+    robust_stats,
+)
 
 
 def test_median_maps_to_half_and_symmetric_quartiles_to_quarters():

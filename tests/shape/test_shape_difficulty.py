@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medreward.shape import dense_pass_reward, difficulty_weights, group_pass_rate, hard_sample_mask, verpo_reward
+from medreward.shape import (
+    dense_pass_reward,
+    difficulty_weights,
+    group_pass_rate,
+    hard_sample_mask,
+    verpo_reward,
+)
 
 
 def test_pass_rate_and_default_mask_drop_solved_and_failed():

@@ -7,7 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medreward.shape import RaggedSteps, add_final_reward, prm_clip, prm_clip_delta, prm_delta
+from medreward.shape import (
+    RaggedSteps,
+    add_final_reward,
+    prm_clip,
+    prm_clip_delta,
+    prm_delta,
+)
 
 trajectories = st.lists(st.lists(st.floats(0.0, 1.0), min_size=0, max_size=8), min_size=1, max_size=10)
 

@@ -21,8 +21,7 @@ from ..io import read_records
 from ..records import BadRecord
 from ..runner import Scorer
 from ..tasks import get_task
-from .console import err, out, user_errors
-from .tasks import open_output, progress_bar
+from .console import err, open_output, out, progress_bar, user_errors
 
 log = logging.getLogger(__name__)
 

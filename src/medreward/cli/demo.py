@@ -18,8 +18,8 @@ from ..baselines.evaluate import EvaluationResult, evaluate
 from ..runner import Scorer
 from ..tasks import get_task
 from .baselines import print_results
-from .console import out, user_errors
-from .tasks import check_n, progress_bar
+from .console import out, progress_bar, user_errors
+from .tasks import check_n
 
 TASK = "toxicology"
 

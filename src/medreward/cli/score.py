@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..errors import InputError
-from ..io import detect_format, open_writer, read_records
-from ..io.writers import _JsonlStream
+from ..io import detect_format, read_records
 from ..records import Status
 from ..runner import RunStats, Scorer
-from .console import err, out, user_errors
+from .console import err, open_output, out, progress_bar, user_errors
 
 _SHOW_ERRORS = 5
 
@@ -48,18 +43,11 @@ def score_command(
     """Score a file of rollouts with a spec and print a summary."""
     scorer = Scorer(spec, workers=workers, time_limit=time_limit, chunk_size=chunk_size)
     records = read_records(input)
-    to_stdout = output == "-"
-    console = err if to_stdout else out
-    if output and not to_stdout and Path(output).resolve() == input.resolve():
-        raise InputError("output path is the input file: choose another -o")
-    writer = (_JsonlStream(sys.stdout) if to_stdout else open_writer(output)) if output else None
+    console = err if output == "-" else out  # stdout carries the records then
+    writer = open_output(output, input=input) if output else None
     errors: list[str] = []
     total = _count_records(input)
-    progress = Progress(
-        SpinnerColumn(), TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err, disable=quiet or not err.is_terminal and os.environ.get("MEDREWARD_PROGRESS") != "1",
-        transient=True,
-    )
+    progress = progress_bar("scoring", quiet=quiet)
     try:
         with progress:
             task = progress.add_task("score", total=total)

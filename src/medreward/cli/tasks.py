@@ -2,49 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
-
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from ..errors import InputError
-from ..io import RecordWriter, open_writer
-from ..io.writers import _JsonlStream
 from ..tasks import get_task, list_tasks
-from .console import err, out, user_errors
+from .console import open_output, out, progress_bar, user_errors
 
 tasks_app = typer.Typer(help="Clinical task generators: list them, generate cases (JSONL).", no_args_is_help=True)
-
-
-def progress_bar(label: str, *, quiet: bool = False) -> Progress:
-    """A rich progress bar on stderr, shown on a terminal (or with MEDREWARD_PROGRESS=1)."""
-    return Progress(
-        SpinnerColumn(), TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err, disable=quiet or not err.is_terminal and os.environ.get("MEDREWARD_PROGRESS") != "1",
-        transient=True,
-    )  # fmt: skip
-
-
-def open_output(output: str, *, input: Path | None = None) -> RecordWriter:
-    """A record writer for ``-o``: ``-`` is stdout; a missing folder, a directory or an
-    unwritable path is an :class:`InputError` (a message, exit code 2)."""
-    if output == "-":
-        return _JsonlStream(sys.stdout)
-    if Path(output).is_dir():
-        raise InputError(f"output path {output!r} is a directory: give a file name such as {output.rstrip('/')}/cases.jsonl")
-    if input is not None and Path(output).resolve() == input.resolve():
-        raise InputError("output path is the input file: choose another -o")
-    return open_writer(output)
 
 
 def check_n(n: int) -> None:

@@ -19,8 +19,8 @@ __all__ = [
     "group_index",
     "group_mean_std",
     "group_zscore",
-    "weighted_sum",
     "normalize_then_sum",
+    "weighted_sum",
 ]
 
 

@@ -31,12 +31,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ..errors import SpecError
 from ..rewards.base import RewardComponent, component_class, format_validation_error
 
-__all__ = ["ComponentSpec", "Spec", "load_spec", "list_presets", "preset_path"]
+__all__ = ["ComponentSpec", "Spec", "list_presets", "load_spec", "preset_path"]
 
 Aggregate = Literal["weighted_sum", "normalize_then_sum"]
 
@@ -81,7 +88,7 @@ class Spec(BaseModel):
         return components
 
     @model_validator(mode="after")
-    def _some_weight(self) -> "Spec":
+    def _some_weight(self) -> Spec:
         if all(c.weight == 0 for c in self.components):
             raise ValueError("every component has weight 0: the reward would always be 0")
         return self
@@ -103,7 +110,7 @@ class Spec(BaseModel):
 
     # -- data round-trip ---------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str = "spec") -> "Spec":
+    def from_dict(cls, data: dict[str, Any], *, source: str = "spec") -> Spec:
         try:
             spec = cls.model_validate(data)
         except ValidationError as exc:
@@ -112,7 +119,7 @@ class Spec(BaseModel):
         return spec
 
     @classmethod
-    def from_toml(cls, text: str, *, source: str = "spec") -> "Spec":
+    def from_toml(cls, text: str, *, source: str = "spec") -> Spec:
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -125,7 +132,7 @@ class Spec(BaseModel):
     def to_toml(self) -> str:
         return tomli_w.dumps(self.to_dict())
 
-    def diff(self, other: "Spec") -> list[str]:
+    def diff(self, other: Spec) -> list[str]:
         """Human-readable differences between two specs (empty when they are the same reward)."""
         out: list[str] = []
         for key in ("name", "task", "aggregate", "floor", "normalize_eps"):
@@ -163,7 +170,7 @@ def preset_path(name: str):
     return _presets_dir() / f"{name}.toml"
 
 
-def load_spec(spec: "str | Path | Spec | dict[str, Any]") -> Spec:
+def load_spec(spec: str | Path | Spec | dict[str, Any]) -> Spec:
     """Load a spec from a preset name, a TOML path, a dict, or return a :class:`Spec` as is.
 
     >>> load_spec("toxicology").component_names

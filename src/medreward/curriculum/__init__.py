@@ -5,7 +5,11 @@ a resumed run continues exactly where it stopped. See docs/shaping.md.
 """
 
 from medreward.curriculum.task_mix import RampKind, TaskMixSchedule
-from medreward.curriculum.threshold import MetricWindow, ThresholdChange, ThresholdCurriculum
+from medreward.curriculum.threshold import (
+    MetricWindow,
+    ThresholdChange,
+    ThresholdCurriculum,
+)
 
 __all__ = [
     "MetricWindow",

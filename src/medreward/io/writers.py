@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import InputError
+from ..parse.text import encodes_as_utf8
 from ..records import ScoredRecord
 from .readers import JSON_COLUMNS_KEY, Format, detect_format
 
@@ -28,22 +29,12 @@ log = logging.getLogger(__name__)
 class RecordWriter(Protocol):
     def write(self, record: ScoredRecord | dict[str, Any]) -> None: ...
     def close(self) -> None: ...
-    def __enter__(self) -> "RecordWriter": ...
+    def __enter__(self) -> RecordWriter: ...
     def __exit__(self, *exc: object) -> None: ...
 
 
 def _as_dict(record: ScoredRecord | dict[str, Any]) -> dict[str, Any]:
     return record.to_dict() if isinstance(record, ScoredRecord) else record
-
-
-def _utf8_safe(text: str) -> bool:
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
 
 
 def _dumps(obj: Any) -> str:
@@ -68,7 +59,7 @@ class _JsonlWriter:
     def close(self) -> None:
         self._handle.close()
 
-    def __enter__(self) -> "_JsonlWriter":
+    def __enter__(self) -> _JsonlWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -111,7 +102,7 @@ class _ParquetWriter:
                     row[key] = json.dumps(value, ensure_ascii=True, default=str)
                 elif isinstance(value, (str, int, float, bool)):
                     # Arrow strings are UTF-8: lone surrogates are kept as their JSON escapes
-                    row[key] = value if not isinstance(value, str) or _utf8_safe(value) else json.dumps(value)[1:-1]
+                    row[key] = value if not isinstance(value, str) or encodes_as_utf8(value) else json.dumps(value)[1:-1]
                 else:
                     if key not in self._warned:
                         self._warned.add(key)
@@ -165,7 +156,7 @@ class _ParquetWriter:
 
             pq.write_table(pa.table({}), self.path)
 
-    def __enter__(self) -> "_ParquetWriter":
+    def __enter__(self) -> _ParquetWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -9,23 +9,30 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["as_text", "TextTypeError", "clean_surrogates"]
+__all__ = ["TextTypeError", "as_text", "clean_surrogates", "encodes_as_utf8"]
 
 
 class TextTypeError(TypeError):
     """A value where text belongs is not text (``None``, a number, a dict…)."""
 
 
-def clean_surrogates(text: str) -> str:
-    """Replace lone surrogates (invalid in UTF-8) with U+FFFD; other text is returned as is."""
+def encodes_as_utf8(text: str) -> bool:
+    """False when ``text`` holds lone surrogates, which UTF-8 (JSON files, Arrow strings) cannot hold."""
     if text.isascii():
-        return text
+        return True
     try:
         text.encode("utf-8")
-        return text
+        return True
     except UnicodeEncodeError:
-        # Round-trip through UTF-16: paired surrogates survive, lone ones become U+FFFD.
-        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return False
+
+
+def clean_surrogates(text: str) -> str:
+    """Replace lone surrogates (invalid in UTF-8) with U+FFFD; other text is returned as is."""
+    if encodes_as_utf8(text):
+        return text
+    # Round-trip through UTF-16: paired surrogates survive, lone ones become U+FFFD.
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def as_text(value: Any) -> str:

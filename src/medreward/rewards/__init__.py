@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import importlib
 
-from .base import ComponentParams, RewardComponent, component_class, register, registered_kinds
+from .base import (
+    ComponentParams,
+    RewardComponent,
+    component_class,
+    register,
+    registered_kinds,
+)
 
 __all__ = ["ComponentParams", "RewardComponent", "component_class", "register", "registered_kinds"]
 

@@ -39,11 +39,11 @@ from ..records import ComponentScore, Rollout
 __all__ = [
     "ComponentParams",
     "RewardComponent",
-    "register",
-    "component_class",
-    "registered_kinds",
-    "format_validation_error",
     "answer_section",
+    "component_class",
+    "format_validation_error",
+    "register",
+    "registered_kinds",
 ]
 
 

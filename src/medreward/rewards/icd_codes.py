@@ -14,7 +14,13 @@ from pydantic import Field, model_validator
 from ..errors import RecordError
 from ..parse.icd import normalize_icd_code, parse_icd_codes
 from ..records import ComponentScore, Rollout
-from .base import ComponentParams, RewardComponent, answer_section, register, memoised_reference
+from .base import (
+    ComponentParams,
+    RewardComponent,
+    answer_section,
+    memoised_reference,
+    register,
+)
 
 __all__ = ["CodeInfo", "IcdCodeF1", "Match", "code_info", "match_codes"]
 

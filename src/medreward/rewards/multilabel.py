@@ -12,7 +12,13 @@ from ..errors import RecordError, SpecError
 from ..parse.labels import parse_labels
 from ..records import ComponentScore, Rollout
 from ..vocab import Vocabulary, VocabularyError, load_vocabulary, term_key
-from .base import ComponentParams, RewardComponent, answer_section, register, memoised_reference
+from .base import (
+    ComponentParams,
+    RewardComponent,
+    answer_section,
+    memoised_reference,
+    register,
+)
 
 __all__ = ["MultiLabel", "set_agreement"]
 
@@ -22,6 +28,7 @@ _CACHEABLE_CHARS = 512  # longer answers are parsed every time (rare; keeps the 
 
 class _Prediction(NamedTuple):
     ids: tuple[str, ...]  # vocabulary ids, in order of first mention
+    id_set: frozenset[str]
     unknown: tuple[str, ...]  # raw labels outside the vocabulary (one per distinct key)
     truncated: bool
     empty: bool  # nothing was stated at all (not even "none" or [])
@@ -185,17 +192,16 @@ class MultiLabel(RewardComponent):
         pred = self._predict(answer)
         if pred.empty:
             return _Verdict(0.0, (), truth, (), (), False, "empty answer")
-        truth_set = set(truth)
-        common = sum(1 for i in pred.ids if i in truth_set)
+        truth_set = frozenset(truth)
+        pred_set = pred.id_set
         value = set_agreement(
-            len(pred.ids) + len(pred.unknown), len(truth), common, self.params.metric, self.params.beta
+            len(pred.ids) + len(pred.unknown), len(truth), len(pred_set & truth_set), self.params.metric, self.params.beta
         )
-        pred_set = set(pred.ids)
         return _Verdict(
             value,
             pred.ids,
-            tuple(i for i in truth if i not in pred_set),
-            tuple(i for i in pred.ids if i not in truth_set) + pred.unknown,
+            tuple([i for i in truth if i not in pred_set]),
+            tuple([i for i in pred.ids if i not in truth_set]) + pred.unknown,
             pred.unknown,
             pred.truncated,
             None,
@@ -224,7 +230,7 @@ class MultiLabel(RewardComponent):
             else:
                 ids.update(dict.fromkeys(found))
             stated = True
-        pred = _Prediction(tuple(ids), tuple(unknown.values()), parsed.truncated, not stated)
+        pred = _Prediction(tuple(ids), frozenset(ids), tuple(unknown.values()), parsed.truncated, not stated)
         if cacheable:
             if len(self._predictions) >= _PREDICTION_CACHE_MAX:
                 self._predictions.clear()

@@ -13,6 +13,7 @@ twice is reported as ``error`` for each of its samples, and the run goes on.
 from __future__ import annotations
 
 import logging
+import marshal
 import multiprocessing
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -30,7 +31,7 @@ __all__ = ["score_in_workers"]
 
 log = logging.getLogger(__name__)
 
-_worker_scorer: "Scorer | None" = None
+_worker_scorer: Scorer | None = None
 
 
 def _init_worker(spec_dict: dict[str, Any], time_limit: float | None, chunk_size: int) -> None:
@@ -40,15 +41,37 @@ def _init_worker(spec_dict: dict[str, Any], time_limit: float | None, chunk_size
     _worker_scorer = Scorer(spec_dict, time_limit=time_limit, workers=0, chunk_size=chunk_size)
 
 
-def _score_in_worker(chunk: list[Any]) -> tuple[list[ScoredRecord], RunStats]:
+#: what a worker sends back per record: reward, components, status value, info, and the echoed
+#: input record, or None when it equals the input the parent still holds (the usual case: a
+#: 2 KB completion need not travel back)
+_Result = tuple[float | None, dict[str, float | None], str, dict[str, Any], dict[str, Any] | None]
+_STATUS = {s.value: s for s in Status}
+
+
+def _score_in_worker(chunk: list[Any]) -> tuple[bytes | list[_Result], RunStats]:
     scorer = _worker_scorer
     assert scorer is not None, "worker not initialised"
     scorer.stats = RunStats.empty(scorer.spec.component_names)
     records = scorer.score_chunk(chunk)
-    return records, scorer.stats
+    results = [
+        (r.reward, r.components, r.status.value, r.info, None if type(item) is dict and r.record == item else r.record)
+        for item, r in zip(chunk, records)
+    ]
+    try:  # plain data (the usual case) travels as marshal bytes: about 4× cheaper to load than pickle
+        return marshal.dumps(results), scorer.stats
+    except ValueError:  # a component put something marshal cannot carry into info: pickle it
+        return results, scorer.stats
 
 
-def score_in_workers(scorer: "Scorer", chunks: Iterable[list[Any]]) -> Iterator[list[ScoredRecord]]:
+def _rebuild(chunk: list[Any], payload: bytes | list[_Result]) -> list[ScoredRecord]:
+    results = marshal.loads(payload) if isinstance(payload, bytes) else payload
+    return [
+        ScoredRecord(dict(item) if record is None else record, reward, components, _STATUS[status], info)
+        for item, (reward, components, status, info, record) in zip(chunk, results)
+    ]
+
+
+def score_in_workers(scorer: Scorer, chunks: Iterable[list[Any]]) -> Iterator[list[ScoredRecord]]:
     """Score ``chunks`` in ``scorer.workers`` processes, yielding each chunk's records in order."""
     context = multiprocessing.get_context("spawn")
     init_args = (scorer.spec.to_dict(), scorer.time_limit, scorer.chunk_size)
@@ -72,7 +95,7 @@ def score_in_workers(scorer: "Scorer", chunks: Iterable[list[Any]]) -> Iterator[
                 return
             chunk, future, tries = pending.popleft()
             try:
-                records, stats = future.result()
+                results, stats = future.result()
             except BrokenProcessPool:
                 log.warning("a worker process died; rebuilding the pool and retrying the lost chunks")
                 pool.shutdown(wait=False, cancel_futures=True)
@@ -85,18 +108,18 @@ def score_in_workers(scorer: "Scorer", chunks: Iterable[list[Any]]) -> Iterator[
                         dead_stats = RunStats.empty(scorer.spec.component_names)
                         dead_stats.add_records(dead)
                         done: Future = Future()
-                        done.set_result((dead, dead_stats))
+                        done.set_result(([(r.reward, r.components, r.status.value, r.info, r.record) for r in dead], dead_stats))
                         pending.append((c, done, t))
                     else:
                         pending.append((c, pool.submit(_score_in_worker, c), t + 1))
                 continue
             scorer.stats.merge(stats)
-            yield records
+            yield _rebuild(chunk, results)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _dead_chunk(scorer: "Scorer", chunk: list[Any]) -> list[ScoredRecord]:
+def _dead_chunk(scorer: Scorer, chunk: list[Any]) -> list[ScoredRecord]:
     """Error records for a chunk that killed its worker twice."""
     from ..records import BadRecord
 

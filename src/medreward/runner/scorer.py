@@ -32,7 +32,7 @@ from ..rewards.base import RewardComponent
 from .stats import RunStats
 from .watchdog import TIMED_OUT, DaemonWorker, run_with_deadline
 
-__all__ = ["Scorer", "BadRecord", "score"]
+__all__ = ["BadRecord", "Scorer", "score"]
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ class ComponentStats:
     def us_per_sample(self) -> float | None:
         return 1e6 * self.seconds / self.scored if self.scored else None
 
-    def merge(self, other: "ComponentStats") -> None:
+    def merge(self, other: ComponentStats) -> None:
         self.total += other.total
         self.counts.update(other.counts)
         self.seconds += other.seconds
@@ -54,7 +54,7 @@ class RunStats:
     abandoned_threads: int = 0
 
     @classmethod
-    def empty(cls, names: tuple[str, ...]) -> "RunStats":
+    def empty(cls, names: tuple[str, ...]) -> RunStats:
         return cls({n: ComponentStats(n) for n in names})
 
     @property
@@ -83,13 +83,17 @@ class RunStats:
         return max(timed, key=lambda c: c.seconds) if timed else None
 
     def add_records(self, records: list[ScoredRecord]) -> None:
+        total = squares = 0.0
         for record in records:
-            self.statuses[record.status.value] += 1
-            if record.reward is not None:
-                self.reward_sum += record.reward
-                self.reward_sq += record.reward * record.reward
+            reward = record.reward
+            if reward is not None:
+                total += reward
+                squares += reward * reward
+        self.reward_sum += total
+        self.reward_sq += squares
+        self.statuses.update(record.status.value for record in records)
 
-    def merge(self, other: "RunStats") -> None:
+    def merge(self, other: RunStats) -> None:
         for name, comp in other.components.items():
             self.components.setdefault(name, ComponentStats(name)).merge(comp)
         self.statuses.update(other.statuses)

@@ -97,14 +97,16 @@ def run_with_deadline(
         # Each attempt writes to its own list: an abandoned thread that wakes up later
         # must not overwrite what the next worker computed.
         attempt: list[Any] = [TIMED_OUT] * len(items)
-        cancelled = threading.Event()
+        cancelled = [False]  # a plain flag: this loop runs once per sample and component
 
         def loop(first: int = start, attempt: list[Any] = attempt, progress: Progress = progress,
-                 cancelled: threading.Event = cancelled) -> None:
+                 cancelled: list[bool] = cancelled) -> None:
+            clock = time.perf_counter
             for i in range(first, len(items)):
-                if cancelled.is_set():
+                if cancelled[0]:
                     return
-                progress.enter(i)
+                progress.started = clock()  # Progress.enter, inlined
+                progress.index = i
                 try:
                     attempt[i] = fn(items[i])
                 except (KeyboardInterrupt, SystemExit):
@@ -123,7 +125,7 @@ def run_with_deadline(
                 pass
             stuck = progress.index
             if stuck >= start and time.perf_counter() - progress.started >= limit:
-                cancelled.set()
+                cancelled[0] = True
                 results[start:stuck] = attempt[start:stuck]
                 results[stuck] = TIMED_OUT
                 worker_holder[0].abandon()

@@ -41,7 +41,13 @@ from medreward.shape.difficulty import (
 )
 from medreward.shape.noise import SeedLike, flip_rewards, group_flip_mask
 from medreward.shape.par import lsc_reward, par_reward
-from medreward.shape.process import RaggedSteps, add_final_reward, prm_clip, prm_clip_delta, prm_delta
+from medreward.shape.process import (
+    RaggedSteps,
+    add_final_reward,
+    prm_clip,
+    prm_clip_delta,
+    prm_delta,
+)
 
 __all__ = [
     # PPO-C calibration

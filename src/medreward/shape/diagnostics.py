@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from medreward.shape._common import ArrayLike, GroupsLike, as_float_array, as_groups, check_positive, group_constant
+from medreward.shape._common import (
+    ArrayLike,
+    GroupsLike,
+    as_float_array,
+    as_groups,
+    check_positive,
+    group_constant,
+)
 
 __all__ = ["ZeroVarianceReport", "zero_variance_groups"]
 

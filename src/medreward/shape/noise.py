@@ -15,7 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from medreward.shape._common import ArrayLike, GroupsLike, as_float_array, as_groups, check_probability
+from medreward.shape._common import (
+    ArrayLike,
+    GroupsLike,
+    as_float_array,
+    as_groups,
+    check_probability,
+)
 
 __all__ = ["SeedLike", "flip_rewards", "group_flip_mask"]
 

@@ -20,7 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medreward.shape._common import ArrayLike, as_float_array, check_finite, check_lengths
+from medreward.shape._common import (
+    ArrayLike,
+    as_float_array,
+    check_finite,
+    check_lengths,
+)
 
 __all__ = [
     "RaggedSteps",

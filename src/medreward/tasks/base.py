@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from ..errors import MedrewardError
 
-__all__ = ["TaskGenerator", "TaskInfo", "register_task", "get_task", "list_tasks", "UnknownNameError"]
+__all__ = ["TaskGenerator", "TaskInfo", "UnknownNameError", "get_task", "list_tasks", "register_task"]
 
 
 class UnknownNameError(MedrewardError):
