@@ -222,14 +222,15 @@ class MultiLabel(RewardComponent):
         parsed = parse_labels(answer)
         ids: dict[str, None] = {}
         unknown: dict[str, str] = {}  # key → first raw spelling
-        stated = parsed.format == "json"  # "[]" states the empty set
+        stated = parsed.format == "json" or bool(parsed.labels)  # "[]" states the empty set
+        normalize, drug_ner = self._vocab.normalize, self.params.drug_ner
         for label in parsed.labels:
-            found = self._vocab.normalize(label, drug_ner=self.params.drug_ner)
+            found = normalize(label, drug_ner=drug_ner)
             if found is None:
                 unknown.setdefault(term_key(label) or label, label)
             else:
-                ids.update(dict.fromkeys(found))
-            stated = True
+                for class_id in found:
+                    ids[class_id] = None
         pred = _Prediction(tuple(ids), frozenset(ids), tuple(unknown.values()), parsed.truncated, not stated)
         if cacheable:
             if len(self._predictions) >= _PREDICTION_CACHE_MAX:
