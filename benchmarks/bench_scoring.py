@@ -3,7 +3,7 @@ with reward functions written the way TRL/open-r1 users write them (a format reg
 summed with the preset's weights as TRL's `reward_weights` would). Checks both give identical rewards
 and prints rollouts/s for each and the ratio.
 
-    python benchmarks/bench_scoring.py [--n 100000] [--workers 2] [--repeat 3]
+    python benchmarks/bench_scoring.py [--n 100000] [--workers 2] [--repeat 3] [--floor]
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from medreward import Scorer
+from medreward.records import Rollout, ScoredRecord, Status
+from medreward.runner.scorer import _gc_paused
 from medreward.vocab import load_vocabulary
 
 CLASSES = list(load_vocabulary("toxicology").ids)  # the 14 class ids of the preset's vocabulary
@@ -100,11 +102,29 @@ def naive_rewards(rollouts):
     return [0.1 * a + 0.9 * b for a, b in zip(fmt, f1)]
 
 
+def component_floor(rollouts: list[dict]) -> list[float | None]:
+    """The toxicology preset's two components called directly on each rollout, with one scored record
+    each: what the Scorer costs without its runner (isolation, time limits, statistics, combine)."""
+    scorer = Scorer("toxicology")
+    fmt, labels = scorer.components
+    out = []
+    with _gc_paused():  # as Scorer.score does
+        for record in rollouts:
+            rollout = Rollout.from_dict(record)
+            a, b = fmt.score_one(rollout), labels.score_one(rollout)
+            reward = 0.1 * a.value + 0.9 * b.value
+            out.append(ScoredRecord(dict(record), reward, {"format": a.value, "substances": b.value}, Status.OK,
+                                    {"substances": b.info}))
+    return [r.reward for r in out]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3, help="rounds; each contender's best round is reported")
+    parser.add_argument("--floor", action="store_true",
+                        help="also time the preset's components called directly: no isolation, time limits or statistics")
     args = parser.parse_args()
     console = Console()
     rollouts = make_rollouts(args.n)
@@ -119,6 +139,8 @@ def main() -> None:
         ("naive TRL-style functions (1 process)", lambda: naive_rewards(rollouts)),
         ("medreward Scorer (1 process)", medreward_rewards),
     ]
+    if args.floor:
+        contenders.append(("medreward components called directly (no runner)", lambda: component_floor(rollouts)))
     if args.workers > 1:
         contenders.append((
             f"medreward Scorer (--workers {args.workers}, incl. start-up)",

@@ -15,6 +15,7 @@ Rules (DESIGN.md, scored record):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -32,34 +33,35 @@ def combine(
 ) -> list[ScoredRecord]:
     """Build scored records from ``scores[k][i]`` (component k, sample i)."""
     names = spec.component_names
-    weights = [c.weight for c in spec.components]
+    named = [(c.name, c.weight) for c in spec.components]
     gates = [(k, c.gate_min) for k, c in enumerate(spec.components) if c.gate]
     ok, floor = Status.OK, float(spec.floor)
     out: list[ScoredRecord] = []
     append = out.append
     for rollout, per in zip(rollouts, zip(*scores)):
-        components = {name: s.value for name, s in zip(names, per)}
-        info = {name: s.info for name, s in zip(names, per) if s.info}
+        # one pass per sample: values, infos and the weighted sum of the ok components
+        components: dict[str, float | None] = {}
+        info: dict[str, Any] = {}
+        reward, n_ok = 0.0, 0
+        for (name, weight), score in zip(named, per):
+            value = components[name] = score.value
+            if score.info:
+                info[name] = score.info
+            if score.status is ok:
+                reward += weight * value  # type: ignore[operator]
+                n_ok += 1
         source = rollout.source
         record = rollout.to_dict() if source is None else source.copy() if type(source) is dict else dict(source)
-        if all(s.status is ok for s in per):  # the common case: a plain weighted sum
-            reward = 0.0
-            for w, s in zip(weights, per):
-                reward += w * s.value  # type: ignore[operator]
-        else:
+        if n_ok < len(per):
             failed = [(name, s) for name, s in zip(names, per) if s.status in (Status.ERROR, Status.TIMEOUT)]
             if failed:
                 status = Status.ERROR if any(s.status is Status.ERROR for _, s in failed) else Status.TIMEOUT
                 info["error"] = "; ".join(f"{name}: {s.info.get('error', s.status.value)}" for name, s in failed)
                 append(ScoredRecord(record, None, components, status, info))
                 continue
-            applicable = [(w, s.value) for w, s in zip(weights, per) if s.status is ok]
-            if not applicable:
+            if not n_ok:
                 append(ScoredRecord(record, None, components, Status.NOT_APPLICABLE, info))
                 continue
-            reward = 0.0
-            for w, v in applicable:
-                reward += w * v
         for k, gate_min in gates:
             gate = per[k]
             if gate.status is ok and gate.value < gate_min:

@@ -1,0 +1,147 @@
+"""Specs (validation that names the bad field, presets, TOML round trip, diff) and how the Scorer
+combines component scores into one reward: weights, gates, not-applicable, errors, GDPO."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from medreward import Scorer, Status
+from medreward.compose.aggregate import normalize_then_sum
+from medreward.compose.spec import Spec, list_presets, load_spec
+from medreward.errors import SpecError
+
+FORMAT = {"name": "format", "kind": "format.tags"}
+CHOICE = {"name": "choice", "kind": "choice", "params": {"field": "answer"}}
+
+
+def spec(*components: dict, **fields) -> dict:
+    return {"name": "t", "components": list(components), **fields}
+
+
+def rollout(text: str, answer: str | None = "C", group: str | None = None) -> dict:
+    record: dict = {"completion": text, "reference": {} if answer is None else {"answer": answer}}
+    if group is not None:
+        record["group"] = group
+    return record
+
+
+RIGHT = "<think>r</think><answer>C</answer>"
+WRONG = "<think>r</think><answer>B</answer>"
+UNFORMATTED_RIGHT = "<answer>C</answer>"  # no <think>: bad format, right letter
+
+
+# -- specs ---------------------------------------------------------------------------------------
+def test_presets_load_and_name_their_components():
+    presets = list_presets()
+    assert set(presets) == {"toxicology", "mcq", "calculator", "icd_coding"}
+    assert presets["toxicology"].component_names == ("format", "substances")
+    assert [c.weight for c in presets["toxicology"].components] == [0.1, 0.9]
+
+
+@pytest.mark.parametrize("name", ["toxicology", "mcq", "calculator", "icd_coding"])
+def test_toml_round_trip_is_the_same_reward(name, tmp_path):
+    original = load_spec(name)
+    path = tmp_path / f"{name}-copy.toml"
+    path.write_text(original.to_toml(), encoding="utf-8")
+    again = load_spec(path)
+    assert again.diff(original) == [] and again == original
+
+
+def test_diff_names_what_changed():
+    a = load_spec("mcq")
+    data = a.to_dict()
+    data["components"][1]["weight"] = 0.5
+    data["components"].append({"name": "rep", "kind": "repetition"})
+    b = Spec.from_dict(data)
+    assert a.diff(b) == ["choice.weight: 0.9 -> 0.5", "component 'rep' added"]
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (spec(), r"t|components: .*at least 1"),
+        ({"components": [FORMAT]}, r"name: Field required"),
+        (spec({**FORMAT, "weight": "heavy"}), r"components\.0\.weight: Input should be a valid number"),
+        (spec({**FORMAT, "wieght": 1}), r"components\.0\.wieght: unknown parameter"),
+        (spec(FORMAT, {**FORMAT}), r"component name 'format' is used twice"),
+        (spec({**FORMAT, "weight": 0}), r"every component has weight 0"),
+        (spec(FORMAT, aggregate="mean"), r"aggregate: Input should be 'weighted_sum' or 'normalize_then_sum'"),
+        (spec({**FORMAT, "kind": "nope"}), r"components\[0\] \(format\): unknown component kind 'nope'"),
+        (spec({**FORMAT, "params": {"tags": ["a b"]}}), r"components\[0\] \(format\): format\.params\.tags"),
+        (spec({"name": "x", "kind": "multilabel", "params": {"vocabulary": "no-such-vocab"}}),
+         r"components\[0\] \(x\): x\.params\.vocabulary"),
+    ],
+)  # fmt: skip
+def test_bad_specs_name_the_bad_field(data, message):
+    with pytest.raises(SpecError, match=message):
+        load_spec(data)
+
+
+def test_unknown_spec_name_lists_the_presets(tmp_path):
+    with pytest.raises(SpecError, match=r"presets: calculator, icd_coding, mcq, toxicology"):
+        load_spec("toxicolgy")
+    with pytest.raises(SpecError, match=r"does not exist"):
+        load_spec(tmp_path / "missing.toml")
+
+
+# -- combining ------------------------------------------------------------------------------------
+def test_weighted_sum_with_partial_credit():
+    scorer = Scorer(spec({**FORMAT, "weight": 0.2}, {**CHOICE, "weight": 0.8}))
+    out = scorer.score([rollout(RIGHT), rollout(WRONG), rollout(UNFORMATTED_RIGHT)])
+    assert [r.reward for r in out] == [pytest.approx(1.0), pytest.approx(0.2), pytest.approx(0.8)]
+    assert out[2].components == {"format": 0.0, "choice": 1.0}
+    assert out[2].info["format"]["problems"] == ["missing <think>"]
+
+
+def test_failed_gate_sets_the_floor_and_says_so():
+    gated = spec({**FORMAT, "gate": True, "weight": 0.1}, {**CHOICE, "weight": 0.9}, floor=-1.0)
+    out = Scorer(gated).score([rollout(RIGHT), rollout(UNFORMATTED_RIGHT)])
+    assert out[0].reward == pytest.approx(1.0) and "gated_by" not in out[0].info
+    assert out[1].reward == -1.0 and out[1].info["gated_by"] == "format"
+    assert out[1].components == {"format": 0.0, "choice": 1.0}  # the values are still reported
+
+
+def test_not_applicable_components_are_left_out_of_the_sum():
+    scorer = Scorer(spec({**FORMAT, "weight": 0.5}, {**CHOICE, "weight": 0.5}))
+    [no_reference] = scorer.score([rollout(RIGHT, answer=None)])
+    assert no_reference.status is Status.OK
+    assert no_reference.reward == 0.5  # only the format component applied
+    assert no_reference.components == {"format": 1.0, "choice": None}
+    assert no_reference.info["choice"]["reason"].startswith("reference has no 'answer'")
+
+    only_choice = Scorer(spec(CHOICE))
+    [nothing] = only_choice.score([rollout(RIGHT, answer=None)])
+    assert nothing.status is Status.NOT_APPLICABLE and nothing.reward is None
+
+
+def test_an_error_in_one_component_is_an_error_for_the_sample_never_a_zero():
+    scorer = Scorer(spec(FORMAT, {"name": "raises", "kind": "faulty_components:Raises"}))
+    ok, failed = scorer.score([rollout(RIGHT), rollout(RIGHT + " boom")])
+    assert ok.status is Status.OK and ok.reward == 2.0
+    assert failed.status is Status.ERROR and failed.reward is None
+    assert failed.info["error"] == "raises: ValueError: kaboom"
+    assert failed.components == {"format": 1.0, "raises": None}
+
+
+# -- GDPO (normalize_then_sum) ---------------------------------------------------------------------
+def test_normalize_then_sum_is_gdpo_over_each_group():
+    gdpo = spec({**FORMAT, "weight": 1.0}, {**CHOICE, "weight": 1.0}, aggregate="normalize_then_sum")
+    texts = [RIGHT, WRONG, UNFORMATTED_RIGHT, "nothing", RIGHT, RIGHT, WRONG, WRONG]
+    rows = [rollout(t, group="a" if i < 4 else "b") for i, t in enumerate(texts)]
+    out = Scorer(gdpo, chunk_size=3).score(rows)  # one batch whatever the chunk size: GDPO needs the groups
+    matrix = np.array([[r.components["format"], r.components["choice"]] for r in out])
+    expected = normalize_then_sum(matrix, np.array([1.0, 1.0]), np.array([0, 0, 0, 0, 1, 1, 1, 1]), eps=1e-4)
+    assert [r.reward for r in out] == pytest.approx(expected.tolist())
+    assert all(math.isfinite(r.reward) for r in out)
+    # in group b everyone is well formatted: the format component adds nothing there
+    assert out[4].reward == out[5].reward and out[6].reward == out[7].reward < out[4].reward
+
+
+def test_gdpo_does_not_lift_a_gated_sample():
+    gdpo = spec({**FORMAT, "gate": True}, CHOICE, aggregate="normalize_then_sum", floor=0.0)
+    out = Scorer(gdpo).score([rollout(t, group="g") for t in (RIGHT, WRONG, UNFORMATTED_RIGHT)])
+    assert out[2].info["gated_by"] == "format" and out[2].reward == 0.0
+    assert out[0].reward > out[1].reward
