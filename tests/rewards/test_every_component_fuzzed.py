@@ -1,0 +1,68 @@
+"""Every built-in component kind, fuzzed through its batch API with arbitrary model output: no
+exception, one verdict per input in order, values inside the declared range, and a verdict that does
+not depend on the rest of the batch. A new kind must be added to ``CONFIGS`` (the first test fails
+until it is), so no component escapes these properties."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from medreward.records import ComponentScore, Rollout, Status
+from medreward.rewards.base import component_class, registered_kinds
+
+# minimal parameters and a reference that makes each kind applicable
+CONFIGS = {
+    "format.tags": ({}, {}),
+    "length": ({"mode": "overlong", "max_length": 40, "cache_length": 10, "unit": "chars"}, {}),
+    "repetition": ({}, {}),
+    "reasoning_pattern": ({}, {}),
+    "choice": ({}, {"answer": "C"}),
+    "classification": ({"classes": ["entail", "contradict", "neutral"]}, {"label": "entail"}),
+    "multilabel": ({"vocabulary": "toxicology", "field": "substances"}, {"substances": ["opioids", "ethanol"]}),
+    "numeric": ({"rel_tol": 0.05}, {"value": 12.5, "unit": "mg/dL"}),
+    "icd_codes": ({}, {"codes": ["E11.9", "I10"]}),
+    "iou": ({}, {"box": [0, 0, 10, 10]}),
+}
+
+FUZZ = settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+# model-like output: tags, letters, numbers, labels, codes and boxes mixed with any characters
+PIECES = st.sampled_from([
+    "<think>", "</think>", "<answer>", "</answer>", "C", "(B)", "**A**", "12.5 mg/dL", "1,234", "≈ 3e-1",
+    "opioids, ethanol", "Percocet", "none", "E11.9", "I10", "[0, 0, 10, 10]", "entail", " and ", "\n", "- ",
+])  # fmt: skip
+TEXT = st.lists(st.one_of(PIECES, st.text(st.characters(exclude_categories=()), max_size=12)), max_size=12).map("".join)
+
+
+def build(kind: str):
+    params, _ = CONFIGS[kind]
+    return component_class(kind)(**params)
+
+
+def test_every_registered_kind_is_fuzzed_here():
+    assert set(CONFIGS) == set(registered_kinds())
+
+
+@pytest.mark.parametrize("kind", sorted(CONFIGS))
+@FUZZ
+@given(texts=st.lists(TEXT, min_size=1, max_size=8))
+def test_batch_verdicts_are_one_per_input_and_in_range(kind, texts):
+    component = build(kind)
+    reference = CONFIGS[kind][1]
+    batch = [Rollout(completion=t, reference=dict(reference)) for t in texts]
+    scores = component.score_batch(batch)
+    assert isinstance(scores, list) and len(scores) == len(texts)
+    low, high = component.output_range
+    for score in scores:
+        assert isinstance(score, ComponentScore)
+        if score.status is Status.OK:
+            assert isinstance(score.value, float) and math.isfinite(score.value)
+            assert low - 1e-9 <= score.value <= high + 1e-9
+        else:
+            assert score.value is None and score.status is Status.NOT_APPLICABLE
+    # the same text scores the same alone as in a batch
+    alone = [component.score_batch([Rollout(completion=t, reference=dict(reference))])[0] for t in texts]
+    assert [s.value for s in alone] == [s.value for s in scores]
