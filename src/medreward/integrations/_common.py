@@ -325,15 +325,20 @@ def bad_input(error: str, raw: Any) -> BadRecord:
 # -- scoring -----------------------------------------------------------------------------------
 @dataclass
 class SharedScorer:
-    """A :class:`~medreward.runner.Scorer` that several threads may call (one at a time).
+    """A :class:`~medreward.runner.Scorer` that several threads may call at once.
 
-    ``total`` accumulates statistics over every call; :meth:`score` also returns the
-    statistics of its own batch (for per-step trainer metrics).
+    verl scores each sample in a thread pool. Each calling thread scores with its own
+    Scorer, built from the same spec, so a sample that runs to its time limit holds up
+    only its own thread. One lock guards just the merge of ``total``, which accumulates
+    statistics over every call. :meth:`score` also returns the statistics of its own batch,
+    for per-step trainer metrics.
     """
 
     scorer: Scorer
     lock: threading.Lock = field(default_factory=threading.Lock)
     total: RunStats = field(init=False)
+    _local: threading.local = field(default_factory=threading.local, init=False, repr=False)
+    _first_taken: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.total = RunStats.empty(self.scorer.spec.component_names)
@@ -342,11 +347,22 @@ class SharedScorer:
     def spec(self) -> Spec:
         return self.scorer.spec
 
+    def _thread_scorer(self) -> Scorer:
+        mine: Scorer | None = getattr(self._local, "scorer", None)
+        if mine is None:
+            with self.lock:
+                first, self._first_taken = not self._first_taken, True
+            base = self.scorer
+            mine = base if first else Scorer(base.spec, time_limit=base.time_limit, chunk_size=base.chunk_size)
+            self._local.scorer = mine
+        return mine
+
     def score(self, items: Sequence[Any]) -> tuple[list[ScoredRecord], RunStats]:
+        scorer = self._thread_scorer()
+        scorer.stats = RunStats.empty(self.spec.component_names)
+        records = scorer.score_chunk(list(items))
+        batch = scorer.stats
         with self.lock:
-            self.scorer.stats = RunStats.empty(self.spec.component_names)
-            records = self.scorer.score_chunk(list(items))
-            batch = self.scorer.stats
             self.total.merge(batch)
         if len(records) != len(items):  # the Scorer guarantees this; a trainer would silently misalign
             raise RuntimeError(f"scorer returned {len(records)} records for {len(items)} inputs")

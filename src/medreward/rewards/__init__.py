@@ -40,9 +40,5 @@ def _load_builtin_components() -> None:
     if _loaded:
         return
     for module in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(f"{__name__}.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{module}":  # a real missing dependency: surface it
-                raise
+        importlib.import_module(f"{__name__}.{module}")
     _loaded = True

@@ -49,12 +49,7 @@ def _load_builtins() -> None:
     import importlib
 
     for module in _BUILTIN_MODULES:
-        name = f"{__package__}.{module}"
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:  # a real missing dependency inside the module: surface it
-                raise
+        importlib.import_module(f"{__package__}.{module}")
 
 
 def list_tasks() -> dict[str, TaskInfo]:
