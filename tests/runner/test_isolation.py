@@ -86,3 +86,14 @@ def test_stats_count_statuses_and_time():
     assert stats.components["raises"].counts == {"ok": 2, "error": 1}
     assert stats.components["format"].mean == pytest.approx(2 / 3)
     assert stats.slowest_component is not None
+
+
+def test_worker_results_keep_info_objects_that_marshal_cannot_carry():
+    from fractions import Fraction
+
+    scorer = Scorer(spec("faulty_components:RichInfo"), workers=2, chunk_size=2)
+    out = scorer.score(records(GOOD, "no tags", GOOD))
+    assert [r.reward for r in out] == [1.5, 0.5, 1.5]
+    assert all(r.info["richinfo"] == {"ratio": Fraction(1, 3)} for r in out)
+    # the echoed records are the inputs, rebuilt in the parent
+    assert [r.record for r in out] == records(GOOD, "no tags", GOOD)

@@ -55,3 +55,14 @@ class BatchRaises(RewardComponent):
         if any("boom" in r.completion_text for r in rollouts):
             raise RuntimeError("batch failed")
         return [ComponentScore.ok(1.0) for _ in rollouts]
+
+
+class RichInfo(RewardComponent):
+    """Puts an object that marshal cannot carry (a Fraction) into its info."""
+
+    kind = "test.rich_info"
+
+    def score_one(self, rollout):
+        from fractions import Fraction
+
+        return ComponentScore(0.5, info={"ratio": Fraction(1, 3)})
