@@ -97,3 +97,24 @@ def test_worker_results_keep_info_objects_that_marshal_cannot_carry():
     assert all(r.info["richinfo"] == {"ratio": Fraction(1, 3)} for r in out)
     # the echoed records are the inputs, rebuilt in the parent
     assert [r.record for r in out] == records(GOOD, "no tags", GOOD)
+
+
+@pytest.mark.parametrize("time_limit", [None, 5.0])
+def test_component_errors_leave_no_garbage_cycles(time_limit):
+    """Scoring pauses the cyclic GC, so an error must not keep its traceback's frames (and their
+    rollouts) alive in a cycle: only the message is kept."""
+    import gc
+
+    scorer = Scorer(spec("faulty_components:Raises"), time_limit=time_limit)
+    scorer.score(records(GOOD + " boom"))  # warm up: first-use caches are not garbage
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        out = scorer.score(records(*[GOOD + " boom"] * 200))
+        assert all(r.status is Status.ERROR for r in out)
+        unreachable = gc.collect()
+    finally:
+        if was_enabled:
+            gc.enable()
+    assert unreachable < 50  # 200 kept tracebacks would leave well over 600 objects in cycles

@@ -220,7 +220,7 @@ class Scorer:
             try:
                 raw.append(_only(component.score_batch([r])))
             except Exception as exc:  # noqa: BLE001 - isolated per sample
-                raw.append(exc)
+                raw.append(exc.with_traceback(None))  # the message is all we keep (see watchdog)
         return raw
 
     def _checked(self, component: RewardComponent, raw: list[Any]) -> list[ComponentScore]:

@@ -112,7 +112,9 @@ def run_with_deadline(
                 except (KeyboardInterrupt, SystemExit):
                     raise
                 except BaseException as exc:  # noqa: BLE001 - isolated per item; math-verify raises BaseException
-                    attempt[i] = exc
+                    # only the message is used: dropping the traceback frees the frames (and their
+                    # rollouts) now, not at the next cyclic GC, which scoring pauses
+                    attempt[i] = exc.with_traceback(None)
 
         future = worker_holder[0].submit(loop)
         while True:
