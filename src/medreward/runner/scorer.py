@@ -288,8 +288,8 @@ def _gc_paused() -> Iterator[None]:
     triggers it again and again, and each full pass re-traverses every live record: in
     ``benchmarks/bench_scoring.py`` that was a quarter of the scoring time. Collection resumes
     afterwards, and only if it was enabled before, so nested or concurrent scorers leave it
-    as they found it. The few cycles scoring makes (a caught exception and its traceback)
-    are collected then.
+    as they found it. Scoring itself leaves no cycles (a caught exception is kept without
+    its traceback); any that a custom component makes are collected then.
     """
     was_enabled = gc.isenabled()
     if was_enabled:
