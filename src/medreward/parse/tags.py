@@ -146,16 +146,17 @@ def format_problems(text: str, tags: tuple[str, ...], *, only_tags: bool = False
 
 
 @lru_cache(maxsize=64)
-def _splitter(tags: tuple[str, ...]) -> tuple[re.Pattern[str], list[str]] | None:
-    """A pattern that splits text at any of the tags' opening/closing tokens, and the token
-    sequence of a well-formed text (``<t1>``, ``</t1>``, ``<t2>``, …). ``None`` for names
-    holding ``<`` or ``>``, whose tokens could overlap (those take the counting path)."""
+def _splitter(tags: tuple[str, ...]) -> tuple[re.Pattern[str], list[str], tuple[str, ...]] | None:
+    """A pattern that splits text at any of the tags' opening/closing tokens, the token
+    sequence of a well-formed text (``<t1>``, ``</t1>``, ``<t2>``, …) and the same tokens as a
+    tuple for ``str.startswith``. ``None`` for names holding ``<`` or ``>``, whose tokens
+    could overlap (those take the counting path)."""
     if any("<" in tag or ">" in tag for tag in tags):
         return None
     tokens = [token for tag in tags for token in (f"<{tag}>", f"</{tag}>")]
     # one literal "<" in front lets the regex engine skip to candidate positions quickly
     names = "|".join(re.escape(tag) for tag in tags)
-    return re.compile(f"(</?(?:{names})>)"), tokens
+    return re.compile(f"(</?(?:{names})>)"), tokens, tuple(tokens)
 
 
 def _token_starts(text: str, tags: tuple[str, ...]) -> list[int] | None:
@@ -169,13 +170,17 @@ def _token_starts(text: str, tags: tuple[str, ...]) -> list[int] | None:
     splitter = _splitter(tags)
     if splitter is None:
         return None
-    pattern, expected = splitter
+    pattern, expected, any_token = splitter
     find, startswith = text.find, text.startswith
     starts = []
     at = find("<")
     for token in expected:
-        if at == -1 or not startswith(token, at):
-            break
+        if at == -1:
+            return None  # a token is missing
+        if not startswith(token, at):
+            if startswith(any_token, at):
+                return None  # another tag's token where this one belongs
+            break  # a "<" that starts no tag ("<5 mg"): the split decides
         starts.append(at)
         at = find("<", at + 1)
     else:
