@@ -183,6 +183,22 @@ def test_format_check_matches_its_definition(tags: list[str], data: st.DataObjec
     assert (problems == []) == _is_well_formed(text, tuple(tags), only_tags), (text, problems)
 
 
+@FUZZ
+@given(st.lists(TAG_NAMES, min_size=1, max_size=3, unique=True), st.data())
+def test_tag_census_counts_like_str_count(tags: list[str], data: st.DataObject) -> None:
+    """The "<" walk behind the format messages ("<answer> appears 2× …") counts what str.count counts."""
+    tokens = [t for tag in tags for t in (f"<{tag}>", f"</{tag}>")]
+    text = "".join(data.draw(st.lists(st.one_of(st.sampled_from(tokens), PLAIN, st.sampled_from(["<", "<<", ">"])))))
+    expected = [[text.count(f"<{t}>"), text.count(f"</{t}>"), text.find(f"<{t}>"), text.find(f"</{t}>")] for t in tags]
+    assert tags_module._census(text, tuple(tags)) == expected
+
+
+def test_tag_census_past_the_walk_limit_counts_instead():
+    text = "<" * (tags_module._WALK_LIMIT + 5) + "<answer>x</answer><answer>"
+    assert tags_module._census(text, ("answer",)) == [[2, 1, text.find("<answer>"), text.find("</answer>")]]
+    assert format_problems(text, ("answer",)) == ["<answer> appears 2× and </answer> 1× (expected once each)"]
+
+
 # -- bounded time --------------------------------------------------------------------------------------
 ADVERSARIAL = {
     "10MB of <": "<" * 10_000_000,

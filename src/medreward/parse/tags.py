@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 __all__ = ["Section", "TaggedText", "extract_section", "format_problems", "parse_tags", "section_content"]
 
@@ -110,16 +111,14 @@ def format_problems(text: str, tags: tuple[str, ...], *, only_tags: bool = False
         return problems
     problems = []
     spans: list[tuple[str, int, int, int]] = []  # tag, open index, content start, close index
-    for tag in tags:
-        open_tag, close_tag = f"<{tag}>", f"</{tag}>"
-        n_open, n_close = text.count(open_tag), text.count(close_tag)
+    for tag, (n_open, n_close, open_at, close_at) in zip(tags, _census(text, tags)):
+        open_tag = f"<{tag}>"
         if n_open != 1 or n_close != 1:
             if n_open == 0 and n_close == 0:
                 problems.append(f"missing <{tag}>")
             else:
                 problems.append(f"<{tag}> appears {n_open}× and </{tag}> {n_close}× (expected once each)")
             continue
-        open_at, close_at = text.find(open_tag), text.find(close_tag)
         if close_at < open_at:
             problems.append(f"</{tag}> before <{tag}>")
             continue
@@ -145,18 +144,61 @@ def format_problems(text: str, tags: tuple[str, ...], *, only_tags: bool = False
     return problems
 
 
+class _TagTokens(NamedTuple):
+    """What the scans need to know about a tuple of tag names, built once per tuple."""
+
+    pattern: re.Pattern[str]  # splits text at any opening/closing token
+    expected: list[str]  # the token sequence of well-formed text: <t1>, </t1>, <t2>, …
+    any_token: tuple[str, ...]  # the same tokens, for str.startswith
+    lookup: dict[str, tuple[int, int]]  # token -> (tag index, 0 opening | 1 closing)
+    longest: int  # characters in the longest token
+
+
 @lru_cache(maxsize=64)
-def _splitter(tags: tuple[str, ...]) -> tuple[re.Pattern[str], list[str], tuple[str, ...]] | None:
-    """A pattern that splits text at any of the tags' opening/closing tokens, the token
-    sequence of a well-formed text (``<t1>``, ``</t1>``, ``<t2>``, …) and the same tokens as a
-    tuple for ``str.startswith``. ``None`` for names holding ``<`` or ``>``, whose tokens
-    could overlap (those take the counting path)."""
+def _tag_tokens(tags: tuple[str, ...]) -> _TagTokens | None:
+    """The tokens of ``tags``; ``None`` for names holding ``<`` or ``>``, whose tokens could
+    overlap (those take the counting path)."""
     if any("<" in tag or ">" in tag for tag in tags):
         return None
     tokens = [token for tag in tags for token in (f"<{tag}>", f"</{tag}>")]
     # one literal "<" in front lets the regex engine skip to candidate positions quickly
     names = "|".join(re.escape(tag) for tag in tags)
-    return re.compile(f"(</?(?:{names})>)"), tokens, tuple(tokens)
+    lookup = {token: (k // 2, k % 2) for k, token in enumerate(tokens)}
+    return _TagTokens(re.compile(f"(</?(?:{names})>)"), tokens, tuple(tokens), lookup, max(map(len, tokens)))
+
+
+_WALK_LIMIT = 64  # "<" walked one by one before a census falls back to counting each token
+
+
+def _census(text: str, tags: tuple[str, ...]) -> list[list[int]]:
+    """``[n_open, n_close, first_open, first_close]`` per tag (-1 where absent), in linear time.
+
+    Walking the few ``<`` of ordinary output is far cheaper than counting every token over
+    the whole text; past :data:`_WALK_LIMIT` of them (markup, hostile input) each token is
+    counted with ``str.count``, which is linear too.
+    """
+    table = _tag_tokens(tags)
+    if table is not None:
+        census = [[0, 0, -1, -1] for _ in tags]
+        find, lookup, longest = text.find, table.lookup, table.longest
+        walked = 0
+        at = find("<")
+        while at != -1 and walked < _WALK_LIMIT:
+            walked += 1
+            end = find(">", at + 1, at + longest)
+            hit = lookup.get(text[at : end + 1]) if end != -1 else None
+            if hit is not None:
+                entry = census[hit[0]]
+                entry[hit[1]] += 1
+                if entry[hit[1] + 2] < 0:
+                    entry[hit[1] + 2] = at
+            at = find("<", at + 1)
+        if at == -1:
+            return census
+    return [
+        [text.count(f"<{tag}>"), text.count(f"</{tag}>"), text.find(f"<{tag}>"), text.find(f"</{tag}>")]
+        for tag in tags
+    ]
 
 
 def _token_starts(text: str, tags: tuple[str, ...]) -> list[int] | None:
@@ -167,10 +209,10 @@ def _token_starts(text: str, tags: tuple[str, ...]) -> list[int] | None:
     (memchr) settles it in one fast pass. Otherwise one regex split finds every token in a
     single pass, its ``maxsplit`` bounding work and memory on text full of tags.
     """
-    splitter = _splitter(tags)
-    if splitter is None:
+    table = _tag_tokens(tags)
+    if table is None:
         return None
-    pattern, expected, any_token = splitter
+    pattern, expected, any_token = table.pattern, table.expected, table.any_token
     find, startswith = text.find, text.startswith
     starts = []
     at = find("<")
