@@ -3,7 +3,7 @@ with reward functions written the way TRL/open-r1 users write them (a format reg
 summed with the preset's weights as TRL's `reward_weights` would). Checks both give identical rewards
 and prints rollouts/s for each and the ratio.
 
-    python benchmarks/bench_scoring.py [--n 100000] [--workers 2] [--repeat 3] [--floor]
+    python benchmarks/bench_scoring.py [--n 100000] [--workers 2] [--repeat 3] [--group-size 1] [--floor]
 """
 
 from __future__ import annotations
@@ -35,11 +35,15 @@ SENTENCES = [
 ]
 
 
-def make_rollouts(n: int, seed: int = 0) -> list[dict]:
+def make_rollouts(n: int, seed: int = 0, group_size: int = 1) -> list[dict]:
+    """``n`` rollouts; with ``group_size`` G > 1, each run of G shares a case (reference and group id),
+    as a GRPO group does, while its answers are drawn independently."""
     rng = random.Random(seed)
     rollouts = []
+    truth: list[str] = []
     for i in range(n):
-        truth = rng.sample(CLASSES, rng.choice([0, 1, 1, 2, 2, 3]))
+        if i % group_size == 0:
+            truth = rng.sample(CLASSES, rng.choice([0, 1, 1, 2, 2, 3]))
         think = " ".join(rng.choice(SENTENCES) for _ in range(22))[:1900]
         roll = rng.random()
         if roll < 0.55:
@@ -60,8 +64,10 @@ def make_rollouts(n: int, seed: int = 0) -> list[dict]:
             text = f"<think>{think}"  # truncated generation
         if not pred and shape < 0.95:
             text = text.replace("<answer></answer>", "<answer>[]</answer>")
-        rollouts.append({"id": str(i), "completion": text, "substances": truth,
-                         "reference": {"substances": truth}})
+        rollout = {"id": str(i), "completion": text, "substances": truth, "reference": {"substances": truth}}
+        if group_size > 1:
+            rollout["group"] = str(i // group_size)
+        rollouts.append(rollout)
     return rollouts
 
 
@@ -123,11 +129,15 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3, help="rounds; each contender's best round is reported")
+    parser.add_argument("--group-size", type=int, default=1,
+                        help="rollouts per case, as in a GRPO group (1: every rollout has its own case)")
     parser.add_argument("--floor", action="store_true",
                         help="also time the preset's components called directly: no isolation, time limits or statistics")
     args = parser.parse_args()
     console = Console()
-    rollouts = make_rollouts(args.n)
+    if args.group_size < 1:
+        parser.error("--group-size must be >= 1")
+    rollouts = make_rollouts(args.n, group_size=args.group_size)
 
     scorers: list[Scorer] = []
 
@@ -162,7 +172,8 @@ def main() -> None:
         1 for name, _ in contenders[1:] for a, b in zip(naive, results[name]) if b is None or abs(a - b) > 1e-9
     )
     naive_s = best[naive_name]
-    table = Table(title=f"{args.n:,} toxicology rollouts (~2 KB), toxicology preset, best of {args.repeat} rounds")
+    groups = f", groups of {args.group_size}" if args.group_size > 1 else ""
+    table = Table(title=f"{args.n:,} toxicology rollouts (~2 KB{groups}), toxicology preset, best of {args.repeat} rounds")
     table.add_column("scorer")
     table.add_column("seconds", justify="right")
     table.add_column("rollouts/s", justify="right")
