@@ -161,7 +161,10 @@ class Rollout:
 
     def record_dict(self) -> dict[str, Any]:
         """The input record to echo in the scored record: the source mapping if there was one."""
-        return dict(self.source) if self.source is not None else self.to_dict()
+        source = self.source
+        if source is None:
+            return self.to_dict()
+        return source.copy() if type(source) is dict else dict(source)
 
     @property
     def completion_text(self) -> str:

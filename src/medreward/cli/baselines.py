@@ -67,31 +67,13 @@ def resolve_policies(task: str, names: Sequence[str]) -> list[PolicyInfo]:
     return [get_policy(task, name) for name in dict.fromkeys(names)]
 
 
-_JSON_FIELDS = ("prompt", "reference", "case")
-
-
-def _decode_nested(record: dict[str, Any]) -> dict[str, Any]:
-    """Undo the Parquet writer's JSON text for nested fields (``case``, ``reference``, a
-    conversational ``prompt``/``completion``), so Parquet cases and rollouts work as JSONL ones."""
-    for key, value in record.items():
-        json_like = isinstance(value, str) and (
-            (key in _JSON_FIELDS and value[:1] in "{[") or (key == "completion" and value.startswith('[{"role"'))
-        )
-        if json_like:
-            try:
-                record[key] = json.loads(value)
-            except ValueError:
-                pass  # a plain string that merely starts with a bracket
-    return record
-
-
 def _good_records(records: Iterable[dict[str, Any] | BadRecord], problems: Problems) -> Iterator[tuple[int, dict[str, Any]]]:
     """(position in the input counting bad lines too, record) for every readable record."""
     for position, record in enumerate(records, start=1):
         if isinstance(record, BadRecord):
             problems.add(record.error)
         else:
-            yield position, _decode_nested(record)
+            yield position, record  # Parquet nested fields come back decoded (io.readers)
 
 
 def _count_lines(path: Path) -> int | None:

@@ -47,8 +47,7 @@ def combine(
             if score.status is ok:
                 reward += weight * value  # type: ignore[operator]
                 n_ok += 1
-        source = rollout.source
-        record = rollout.to_dict() if source is None else source.copy() if type(source) is dict else dict(source)
+        record = rollout.record_dict()
         if n_ok < len(per):
             failed = [(name, s) for name, s in zip(names, per) if s.status in (Status.ERROR, Status.TIMEOUT)]
             if failed:

@@ -338,10 +338,10 @@ class SharedScorer:
     lock: threading.Lock = field(default_factory=threading.Lock)
     total: RunStats = field(init=False)
     _local: threading.local = field(default_factory=threading.local, init=False, repr=False)
-    _first_taken: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.total = RunStats.empty(self.scorer.spec.component_names)
+        self._local.scorer = self.scorer  # the thread that built it scores with it
 
     @property
     def spec(self) -> Spec:
@@ -349,12 +349,9 @@ class SharedScorer:
 
     def _thread_scorer(self) -> Scorer:
         mine: Scorer | None = getattr(self._local, "scorer", None)
-        if mine is None:
-            with self.lock:
-                first, self._first_taken = not self._first_taken, True
+        if mine is None:  # another thread: its own Scorer from the same spec
             base = self.scorer
-            mine = base if first else Scorer(base.spec, time_limit=base.time_limit, chunk_size=base.chunk_size)
-            self._local.scorer = mine
+            mine = self._local.scorer = Scorer(base.spec, time_limit=base.time_limit, chunk_size=base.chunk_size)
         return mine
 
     def score(self, items: Sequence[Any]) -> tuple[list[ScoredRecord], RunStats]:

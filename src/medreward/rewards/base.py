@@ -196,21 +196,14 @@ def answer_section(rollout: Rollout, tag: str | None, *, allow_unclosed: bool = 
     ``None`` means the section is missing."""
     if tag is None:
         return rollout.completion_text
-    key = ("section", tag, allow_unclosed)
-    cache = rollout._cache
-    content = cache.get(key, _UNSET)
-    if content is _UNSET:
-        text = rollout.completion_text
-        if allow_unclosed:
-            section = extract_section(text, tag, allow_unclosed=True)
-            content = None if section is None else section.content
-        else:
-            content = section_content(text, tag)
-        cache[key] = content
-    return content
+    if not allow_unclosed:
+        return rollout.cached(("section", tag), lambda: section_content(rollout.completion_text, tag))
 
+    def tail() -> str | None:
+        section = extract_section(rollout.completion_text, tag, allow_unclosed=True)
+        return None if section is None else section.content
 
-_UNSET = object()
+    return rollout.cached(("section", tag, "unclosed"), tail)
 
 
 def memoised_reference(cache: dict[Any, Any], raw: Any, compute: Any, max_size: int) -> Any:
@@ -226,7 +219,13 @@ def memoised_reference(cache: dict[Any, Any], raw: Any, compute: Any, max_size: 
         return hit
     value = compute(raw)
     if key is not None:
-        if len(cache) >= max_size:
-            cache.clear()
-        cache[key] = value
+        remember(cache, key, value, max_size)
     return value
+
+
+def remember(cache: dict[Any, Any], key: Any, value: Any, max_size: int) -> None:
+    """Store ``value`` in a memo that is cleared when it reaches ``max_size`` (bounded memory;
+    the common keys refill it at once)."""
+    if len(cache) >= max_size:
+        cache.clear()
+    cache[key] = value

@@ -18,6 +18,7 @@ from .base import (
     answer_section,
     memoised_reference,
     register,
+    remember,
 )
 
 __all__ = ["MultiLabel", "set_agreement"]
@@ -173,9 +174,7 @@ class MultiLabel(RewardComponent):
         if verdict is None:
             verdict = self._judge(answer, truth)
             if cacheable:
-                if len(self._verdicts) >= _PREDICTION_CACHE_MAX:
-                    self._verdicts.clear()
-                self._verdicts[key] = verdict
+                remember(self._verdicts, key, verdict, _PREDICTION_CACHE_MAX)
         if verdict.reason is not None:
             return self._zero(truth, verdict.reason)
         info: dict[str, Any] = {
@@ -233,9 +232,7 @@ class MultiLabel(RewardComponent):
                     ids[class_id] = None
         pred = _Prediction(tuple(ids), frozenset(ids), tuple(unknown.values()), parsed.truncated, not stated)
         if cacheable:
-            if len(self._predictions) >= _PREDICTION_CACHE_MAX:
-                self._predictions.clear()
-            self._predictions[answer] = pred
+            remember(self._predictions, answer, pred, _PREDICTION_CACHE_MAX)
         return pred
 
     def _cached_truth(self, raw: Any) -> tuple[str, ...]:

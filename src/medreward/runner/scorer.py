@@ -174,8 +174,7 @@ class Scorer:
             return rejected(item.to_record(), item.error)
         else:
             return rejected({"raw": repr(item)[:1000]}, f"a record must be an object, got {type(item).__name__}")
-        completion = rollout.completion
-        if type(completion) is not str and not isinstance(completion, (str, list)):
+        if not isinstance(rollout.completion, (str, list)):
             kind = "null" if rollout.completion is None else type(rollout.completion).__name__
             return rejected(rollout.record_dict(), f"completion must be text or a list of messages, got {kind}")
         return rollout

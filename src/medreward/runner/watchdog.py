@@ -60,10 +60,6 @@ class Progress:
     index: int = -1
     started: float = field(default_factory=time.perf_counter)
 
-    def enter(self, index: int) -> None:
-        self.started = time.perf_counter()
-        self.index = index
-
 
 @dataclass
 class DeadlineResult:
@@ -105,7 +101,7 @@ def run_with_deadline(
             for i in range(first, len(items)):
                 if cancelled[0]:
                     return
-                progress.started = clock()  # Progress.enter, inlined
+                progress.started = clock()  # started first: the caller reads index, then started
                 progress.index = i
                 try:
                     attempt[i] = fn(items[i])
