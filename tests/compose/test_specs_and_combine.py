@@ -62,8 +62,8 @@ def test_diff_names_what_changed():
 @pytest.mark.parametrize(
     "data, message",
     [
-        (spec(), r"t|components: .*at least 1"),
-        ({"components": [FORMAT]}, r"name: Field required"),
+        (spec(), r"^spec: components: Tuple should have at least 1 item"),
+        ({"components": [FORMAT]}, r"^spec: name: Field required$"),
         (spec({**FORMAT, "weight": "heavy"}), r"components\.0\.weight: Input should be a valid number"),
         (spec({**FORMAT, "wieght": 1}), r"components\.0\.wieght: unknown parameter"),
         (spec(FORMAT, {**FORMAT}), r"component name 'format' is used twice"),
