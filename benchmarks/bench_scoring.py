@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from medreward import Scorer
+from medreward.parse.tags import FormatCheck
 from medreward.records import Rollout, ScoredRecord, Status
 from medreward.runner.scorer import _gc_paused
 from medreward.vocab import load_vocabulary
@@ -108,19 +109,34 @@ def naive_rewards(rollouts):
     return [0.1 * a + 0.9 * b for a, b in zip(fmt, f1)]
 
 
+def linear_format_reward(completions, **kwargs):
+    """`format_reward` with medreward's linear tag scan in place of the backtracking regex
+    (the same verdicts on this data: the rewards are checked to be identical)."""
+    check = FormatCheck(("think", "answer"))
+    return [0.0 if check(c) else 1.0 for c in completions]
+
+
+def checks_without_records(rollouts):
+    """The two checks alone, as floats: what any scorer of this data pays before it builds
+    per-sample records (statuses, components, info)."""
+    completions = [r["completion"] for r in rollouts]
+    fmt = linear_format_reward(completions)
+    f1 = f1_reward(completions, [r["substances"] for r in rollouts])
+    return [0.1 * a + 0.9 * b for a, b in zip(fmt, f1)]
+
+
 def component_floor(rollouts: list[dict]) -> list[float | None]:
-    """The toxicology preset's two components called directly on each rollout, with one scored record
-    each: what the Scorer costs without its runner (isolation, time limits, statistics, combine)."""
+    """The toxicology preset's two components called directly on the batch, with one scored
+    record each: what the Scorer costs without its runner (isolation, time limits, statistics)."""
     scorer = Scorer("toxicology")
     fmt, labels = scorer.components
     out = []
     with _gc_paused():  # as Scorer.score does
-        for record in rollouts:
-            rollout = Rollout.from_dict(record)
-            a, b = fmt.score_one(rollout), labels.score_one(rollout)
+        batch = [Rollout.from_dict(record) for record in rollouts]
+        for rollout, a, b in zip(batch, fmt.score_batch(batch), labels.score_batch(batch)):
             reward = 0.1 * a.value + 0.9 * b.value
-            out.append(ScoredRecord(dict(record), reward, {"format": a.value, "substances": b.value}, Status.OK,
-                                    {"substances": b.info}))
+            out.append(ScoredRecord(rollout.record_dict(), reward, {"format": a.value, "substances": b.value},
+                                    Status.OK, {"substances": b.info}))
     return [r.reward for r in out]
 
 
@@ -132,7 +148,8 @@ def main() -> None:
     parser.add_argument("--group-size", type=int, default=1,
                         help="rollouts per case, as in a GRPO group (1: every rollout has its own case)")
     parser.add_argument("--floor", action="store_true",
-                        help="also time the preset's components called directly: no isolation, time limits or statistics")
+                        help="also time the preset's components called directly (no isolation, time limits or statistics) "
+                             "and the naive functions with medreward's linear format check (no records at all)")
     args = parser.parse_args()
     console = Console()
     if args.group_size < 1:
@@ -151,6 +168,7 @@ def main() -> None:
     ]
     if args.floor:
         contenders.append(("medreward components called directly (no runner)", lambda: component_floor(rollouts)))
+        contenders.append(("naive functions, linear format check (no records)", lambda: checks_without_records(rollouts)))
     if args.workers > 1:
         contenders.append((
             f"medreward Scorer (--workers {args.workers}, incl. start-up)",

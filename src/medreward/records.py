@@ -198,11 +198,13 @@ class Rollout:
         raw = json.dumps(self.prompt, sort_keys=True, ensure_ascii=False, default=str)
         return "p:" + hashlib.blake2b(raw.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
-    def cached(self, key: Any, compute: Callable[[], T]) -> T:
-        """Memoise a derived value (e.g. a parse) on this rollout, shared by its components."""
+    def cached(self, key: Any, compute: Callable[..., T], *args: Any) -> T:
+        """Memoise a derived value (e.g. a parse) on this rollout, shared by its components:
+        ``compute(*args)`` the first time ``key`` is asked for (arguments rather than a closure,
+        because this runs once per sample and component)."""
         value = self._cache.get(key, _MISSING)
         if value is _MISSING:  # a miss is the common case (one read per sample): no KeyError
-            value = self._cache[key] = compute()
+            value = self._cache[key] = compute(*args)
         return value
 
     def __getstate__(self):  # slots dataclass: pickle without the parse cache

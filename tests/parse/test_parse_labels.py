@@ -132,6 +132,27 @@ def test_comma_lists_round_trip(items: list[str]) -> None:
     assert parse_labels("\n".join(f"- {x}" for x in items)).labels == expected
 
 
+# characters that a plain comma list may hold, and near misses that must send it down the general path
+PLAIN_ALPHABET = st.sampled_from(list("aAnNdD_-, ") + ["é", "ß", "²", "İ", " and ", " AND ", "__", "  ", ";", "\t", "\xa0", "*", "."])
+
+
+@FUZZ
+@given(st.lists(PLAIN_ALPHABET, min_size=1, max_size=40).map("".join), st.integers(1, 6), st.integers(1, 12))
+def test_plain_list_fast_path_reads_like_the_general_path(text: str, max_labels: int, max_label_chars: int) -> None:
+    s = text.strip()
+    if not s:
+        return
+    general = labels_module._parse_layouts(s, max_labels, max_label_chars, False)
+    assert parse_labels(text, max_labels=max_labels, max_label_chars=max_label_chars) == general
+
+
+def test_plain_list_fast_path_takes_the_usual_answers() -> None:
+    for answer in ("opioids, ETHANOL, toxic_alcohols", "beta-blockers", "opioids,ethanol,opioids"):
+        assert labels_module._is_plain_list(answer)
+    for answer in ("- opioids", "opioids and ethanol", "Answer: opioids", "**opioids**", "opioids;  ethanol"):
+        assert not labels_module._is_plain_list(answer)
+
+
 @FUZZ
 @given(st.lists(st.text(max_size=30), max_size=20))
 def test_batch_has_one_result_per_text(texts: list[str]) -> None:

@@ -165,6 +165,14 @@ def test_normalisation_is_memoised(tox: Vocabulary) -> None:
     assert tox._cache["Klonopin"] == ("benzodiazepines",)
 
 
+def test_normalize_all_is_normalize_of_each(tox: Vocabulary) -> None:
+    labels = ["Klonopin", "LSD", "none", "oxycodone/APAP", "Klonopin", "never seen before 123"]
+    expected = [tox.normalize(label) for label in labels]
+    assert tox.normalize_all(labels) == expected
+    assert tox.normalize_all([]) == []
+    assert tox.normalize_all(["Sublimaze"], drug_ner=True) == [("opioids",)]
+
+
 def test_drug_ner_fallback_maps_unlisted_brands(tox: Vocabulary) -> None:
     assert tox.normalize("Sublimaze") is None  # a fentanyl brand not in the TOML
     assert tox.normalize("Sublimaze", drug_ner=True) == ("opioids",)

@@ -57,6 +57,9 @@ _PREFIXES = frozenset(
     }
 )  # fmt: skip
 _OPEN, _CLOSE = "([{", ")]}"
+# A plain comma list ("opioids, Ethanol, toxic_alcohols"): word characters, spaces, hyphens and
+# commas only (one character class: linear). `_is_plain_list` adds the rest of the definition.
+_PLAIN_LIST = re.compile(r"[\w ,-]+")
 
 
 class LabelList(NamedTuple):
@@ -97,8 +100,15 @@ def parse_labels(
     s = text.strip()
     if not s:
         return LabelList((), truncated, "empty") if truncated else _EMPTY
-    if len(s) <= max_label_chars and s.replace(" ", "").isalnum() and " and " not in s.casefold():
-        return LabelList((s,), truncated, "text")  # fast path: one plain label ("opioids")
+    if _is_plain_list(s):
+        plain = _plain_list(s, max_labels, max_label_chars)
+        if plain is not None:
+            return LabelList(plain, truncated, "text")
+    return _parse_layouts(s, max_labels, max_label_chars, truncated)
+
+
+def _parse_layouts(s: str, max_labels: int, max_label_chars: int, truncated: bool) -> LabelList:
+    """The general reader of every layout, for stripped, non-empty text ``s``."""
     if s.startswith("```"):  # ```json ... ```: drop the fence lines
         s = s[3:]
         s = s[s.find("\n") + 1 :] if "\n" in s else s.lstrip("abcdefghijklmnopqrstuvwxyz")
@@ -128,6 +138,48 @@ def parse_labels(
         if not out.add_all(_split_line(line)):
             break
     return out.result("text")
+
+
+def _is_plain_list(s: str) -> bool:
+    """A plain comma list: :data:`_PLAIN_LIST`'s characters, no leading ``-`` (a bullet), no ``__``
+    (Markdown), no run of spaces and no `` and `` separator."""
+    return (
+        s[0] != "-"
+        and _PLAIN_LIST.fullmatch(s) is not None
+        and "__" not in s
+        and "  " not in s
+        and " and " not in s.lower()
+    )
+
+
+def _plain_list(s: str, max_labels: int, max_label_chars: int) -> tuple[str, ...] | None:
+    """Labels of a plain comma list (see :func:`_is_plain_list`), as the general path would
+    read it; ``None`` when a bound is hit, so that the general path sets ``truncated``.
+
+    The general path would find no prefix, fence, bracket, bullet, ``;``/``&``/`` and ``
+    separator or whitespace run in such text, and its cleaning strips only spaces and ``_``
+    from these labels (they hold no ``__``), so splitting at
+    commas gives the same labels. Most model answers are such lists; this is about three
+    times cheaper than the general path.
+    """
+    pieces = [piece.strip(" _") for piece in s.split(",")]
+    if "" in pieces:
+        pieces = [piece for piece in pieces if piece]
+    if not pieces or max(map(len, pieces)) > max_label_chars:
+        return None
+    if len(pieces) <= max_labels and len(set(map(str.casefold, pieces))) == len(pieces):
+        return tuple(pieces)  # the usual answer: no repeated label
+    labels: list[str] = []
+    seen: set[str] = set()
+    for label in pieces:
+        key = label.casefold()
+        if key in seen:
+            continue
+        if len(labels) == max_labels:
+            return None
+        seen.add(key)
+        labels.append(label)
+    return tuple(labels)
 
 
 def parse_labels_batch(texts: Iterable[str], **options: Any) -> list[LabelList]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
 
-__all__ = ["Section", "TaggedText", "extract_section", "format_problems", "parse_tags", "section_content"]
+__all__ = ["FormatCheck", "Section", "TaggedText", "extract_section", "format_problems", "parse_tags", "section_content"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,27 +88,59 @@ def format_problems(text: str, tags: tuple[str, ...], *, only_tags: bool = False
 
     Checks, in order: each opening and closing tag occurs exactly once, the sections come in
     the given order, none is empty (whitespace only counts as empty), and with
-    ``only_tags`` nothing but whitespace stands outside them.
+    ``only_tags`` nothing but whitespace stands outside them. A component that checks many
+    texts builds one :class:`FormatCheck` and calls it.
 
     >>> format_problems("<think>r</think><answer>C</answer>", ("think", "answer"))
     []
     >>> format_problems("<answer>C</answer><think>r</think>", ("think", "answer"))
     ['sections out of order: answer before think']
     """
-    starts = _token_starts(text, tags)
-    if starts is not None:  # the usual case: every token once, in order; judge the sections
+    return _format_check(tuple(tags), only_tags)(text)
+
+
+class FormatCheck:
+    """:func:`format_problems` for one tuple of tag names, built once and called per text.
+
+    >>> check = FormatCheck(("think", "answer"))
+    >>> check("<think>r</think><answer>C</answer>"), check("<answer>C</answer>")
+    ([], ['missing <think>'])
+    """
+
+    __slots__ = ("_sections", "_table", "only_tags", "tags")
+
+    def __init__(self, tags: tuple[str, ...], *, only_tags: bool = False) -> None:
+        self.tags = tuple(tags)
+        self.only_tags = only_tags
+        self._table = _tag_tokens(self.tags)
+        # per tag: its name, the length of "<tag>" and of "</tag>"
+        self._sections = [(tag, len(tag) + 2, len(tag) + 3) for tag in self.tags]
+
+    def __call__(self, text: str) -> list[str]:
+        starts = _token_starts(text, self._table) if self._table is not None else None
+        if starts is None:  # not each token once, in order: say what is wrong
+            return _diagnose(text, self.tags, self.only_tags)
         problems = []
-        for k, tag in enumerate(tags):
-            begin, end = starts[2 * k] + len(tag) + 2, starts[2 * k + 1]
+        for k, (tag, open_len, _) in enumerate(self._sections):
+            begin, end = starts[2 * k] + open_len, starts[2 * k + 1]
             # the first character settles most sections without copying them
             if begin == end or (text[begin].isspace() and text[begin:end].isspace()):
                 problems.append(f"empty <{tag}>")
-        if only_tags:
-            ends = [start + len(tag) + 3 for start, tag in zip(starts[1::2], tags)]  # just past each </tag>
+        if self.only_tags:
+            ends = [start + close_len for start, (_, _, close_len) in zip(starts[1::2], self._sections)]
             outside = [text[: starts[0]], *(text[e:s] for e, s in zip(ends, starts[2::2])), text[ends[-1] :]]
             if any(chunk and not chunk.isspace() for chunk in outside):
                 problems.append("text outside the tags")
         return problems
+
+
+@lru_cache(maxsize=64)
+def _format_check(tags: tuple[str, ...], only_tags: bool) -> FormatCheck:
+    return FormatCheck(tags, only_tags=only_tags)
+
+
+def _diagnose(text: str, tags: tuple[str, ...], only_tags: bool) -> list[str]:
+    """The problems of text that is not well formed (the tokens are not each once, in order)."""
     problems = []
     spans: list[tuple[str, int, int, int]] = []  # tag, open index, content start, close index
     for tag, (n_open, n_close, open_at, close_at) in zip(tags, _census(text, tags)):
@@ -201,7 +233,7 @@ def _census(text: str, tags: tuple[str, ...]) -> list[list[int]]:
     ]
 
 
-def _token_starts(text: str, tags: tuple[str, ...]) -> list[int] | None:
+def _token_starts(text: str, table: _TagTokens) -> list[int] | None:
     """Where each token of ``<t1>``, ``</t1>``, ``<t2>``, … starts, when each occurs exactly once
     and in that order; else ``None`` (the caller then says what is wrong).
 
@@ -209,9 +241,6 @@ def _token_starts(text: str, tags: tuple[str, ...]) -> list[int] | None:
     (memchr) settles it in one fast pass. Otherwise one regex split finds every token in a
     single pass, its ``maxsplit`` bounding work and memory on text full of tags.
     """
-    table = _tag_tokens(tags)
-    if table is None:
-        return None
     pattern, expected, any_token = table.pattern, table.expected, table.any_token
     find, startswith = text.find, text.startswith
     starts = []

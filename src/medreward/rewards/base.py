@@ -73,7 +73,15 @@ def format_validation_error(error: ValidationError, prefix: str) -> str:
 
 class RewardComponent:
     """Base class of reward components. Subclasses set ``kind``, ``Params`` and ``score_one``
-    (or ``score_batch`` when the batch can be scored faster as a whole)."""
+    (or ``score_batch`` when the batch can be scored faster as a whole).
+
+    The runner times a ``score_one`` component per sample (``time_limit`` each). A component
+    that overrides ``score_batch`` is timed per batch (``time_limit`` × its size); if the batch
+    raises or overruns, it is re-run one sample at a time to find the culprit. So override
+    ``score_batch`` only where each sample's work is bounded, as with the linear parsers of
+    ``format.tags`` and ``multilabel``; code that may hang (a solver, a remote judge) belongs
+    in ``score_one``.
+    """
 
     kind: ClassVar[str] = ""
     Params: ClassVar[type[ComponentParams]] = ComponentParams
@@ -197,13 +205,17 @@ def answer_section(rollout: Rollout, tag: str | None, *, allow_unclosed: bool = 
     if tag is None:
         return rollout.completion_text
     if not allow_unclosed:
-        return rollout.cached(("section", tag), lambda: section_content(rollout.completion_text, tag))
+        return rollout.cached(("section", tag), _complete_section, rollout, tag)
+    return rollout.cached(("section", tag, "unclosed"), _section_or_tail, rollout, tag)
 
-    def tail() -> str | None:
-        section = extract_section(rollout.completion_text, tag, allow_unclosed=True)
-        return None if section is None else section.content
 
-    return rollout.cached(("section", tag, "unclosed"), tail)
+def _complete_section(rollout: Rollout, tag: str) -> str | None:
+    return section_content(rollout.completion_text, tag)
+
+
+def _section_or_tail(rollout: Rollout, tag: str) -> str | None:
+    section = extract_section(rollout.completion_text, tag, allow_unclosed=True)
+    return None if section is None else section.content
 
 
 def memoised_reference(cache: dict[Any, Any], raw: Any, compute: Any, max_size: int) -> Any:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pydantic import Field, field_validator
 
-from ..parse.tags import format_problems
+from ..parse.tags import FormatCheck
 from ..records import ComponentScore, Rollout
 from .base import ComponentParams, RewardComponent, register
 
@@ -47,8 +49,16 @@ class FormatTags(RewardComponent):
                 raise ValueError("tag names must be distinct")
             return tags
 
+    def setup(self) -> None:
+        self._check = FormatCheck(self.params.tags, only_tags=self.params.only_tags)
+
+    def score_batch(self, rollouts: Sequence[Rollout]) -> list[ComponentScore]:
+        # a linear scan per text cannot hang, so the runner may time the batch as a whole
+        check, out = self._check, []
+        for rollout in rollouts:
+            problems = check(rollout.completion_text)
+            out.append(ComponentScore(0.0, info={"problems": problems}) if problems else ComponentScore(1.0))
+        return out
+
     def score_one(self, rollout: Rollout) -> ComponentScore:
-        problems = format_problems(rollout.completion_text, self.params.tags, only_tags=self.params.only_tags)
-        if problems:
-            return ComponentScore(0.0, info={"problems": problems})
-        return ComponentScore(1.0)
+        return self.score_batch((rollout,))[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any, Literal, NamedTuple
 
 from pydantic import Field
@@ -157,35 +158,45 @@ class MultiLabel(RewardComponent):
         return self._vocab
 
     # -- scoring -----------------------------------------------------------------------------
+    def score_batch(self, rollouts: Sequence[Rollout]) -> list[ComponentScore]:
+        # Parsing is bounded and linear, so the runner may time the batch as a whole. RL batches
+        # repeat references and (answer, reference) pairs (a GRPO group shares its reference),
+        # so both are memoised; each sample still gets its own info lists.
+        field, tag = self.params.field, self.params.answer_tag
+        cached_truth, verdicts, judge = self._cached_truth, self._verdicts, self._judge
+        out: list[ComponentScore] = []
+        append = out.append
+        for rollout in rollouts:
+            raw_truth = rollout.reference.get(field)
+            if raw_truth is None:
+                append(ComponentScore.not_applicable(f"reference has no '{field}'"))
+                continue
+            truth = cached_truth(raw_truth)
+            answer = answer_section(rollout, tag)
+            if answer is None:
+                append(self._zero(truth, f"no <{tag}> section"))
+                continue
+            verdict = verdicts.get((answer, truth))
+            if verdict is None:
+                verdict = judge(answer, truth)
+                if len(answer) <= _CACHEABLE_CHARS:
+                    remember(verdicts, (answer, truth), verdict, _PREDICTION_CACHE_MAX)
+            if verdict.reason is not None:
+                append(self._zero(truth, verdict.reason))
+                continue
+            info: dict[str, Any] = {
+                "predicted": list(verdict.predicted),
+                "missed": list(verdict.missed),
+                "hallucinated": list(verdict.hallucinated),
+                "unknown": list(verdict.unknown),
+            }
+            if verdict.truncated:
+                info["truncated"] = True
+            append(ComponentScore(verdict.value, info=info))
+        return out
+
     def score_one(self, rollout: Rollout) -> ComponentScore:
-        field = self.params.field
-        raw_truth = rollout.reference.get(field)
-        if raw_truth is None:
-            return ComponentScore.not_applicable(f"reference has no '{field}'")
-        truth = self._cached_truth(raw_truth)
-        answer = answer_section(rollout, self.params.answer_tag)
-        if answer is None:
-            return self._zero(truth, f"no <{self.params.answer_tag}> section")
-        # RL batches repeat (answer, reference) pairs (a GRPO group shares its reference), so
-        # the verdict is memoised; each sample still gets its own info lists.
-        cacheable = len(answer) <= _CACHEABLE_CHARS
-        key = (answer, truth)
-        verdict = self._verdicts.get(key) if cacheable else None
-        if verdict is None:
-            verdict = self._judge(answer, truth)
-            if cacheable:
-                remember(self._verdicts, key, verdict, _PREDICTION_CACHE_MAX)
-        if verdict.reason is not None:
-            return self._zero(truth, verdict.reason)
-        info: dict[str, Any] = {
-            "predicted": list(verdict.predicted),
-            "missed": list(verdict.missed),
-            "hallucinated": list(verdict.hallucinated),
-            "unknown": list(verdict.unknown),
-        }
-        if verdict.truncated:
-            info["truncated"] = True
-        return ComponentScore(verdict.value, info=info)
+        return self.score_batch((rollout,))[0]
 
     def _judge(self, answer: str, truth: tuple[str, ...]) -> _Verdict:
         pred = self._predict(answer)
@@ -219,17 +230,14 @@ class MultiLabel(RewardComponent):
             if hit is not None:
                 return hit
         parsed = parse_labels(answer)
-        ids: dict[str, None] = {}
-        unknown: dict[str, str] = {}  # key → first raw spelling
         stated = parsed.format == "json" or bool(parsed.labels)  # "[]" states the empty set
-        normalize, drug_ner = self._vocab.normalize, self.params.drug_ner
-        for label in parsed.labels:
-            found = normalize(label, drug_ner=drug_ner)
-            if found is None:
-                unknown.setdefault(term_key(label) or label, label)
-            else:
-                for class_id in found:
-                    ids[class_id] = None
+        found = self._vocab.normalize_all(parsed.labels, drug_ner=self.params.drug_ner)
+        unknown: dict[str, str] = {}  # key → first raw spelling
+        if None in found:
+            for label, hit in zip(parsed.labels, found):
+                if hit is None:
+                    unknown.setdefault(term_key(label) or label, label)
+        ids = dict.fromkeys(chain.from_iterable(hit for hit in found if hit is not None))
         pred = _Prediction(tuple(ids), frozenset(ids), tuple(unknown.values()), parsed.truncated, not stated)
         if cacheable:
             remember(self._predictions, answer, pred, _PREDICTION_CACHE_MAX)

@@ -158,26 +158,25 @@ class Scorer:
     # -- internals -------------------------------------------------------------------------
     def _admit(self, item: Any) -> Rollout | ScoredRecord:
         """The rollout to score, or an ``error`` record for input that cannot be scored at all."""
-
-        def rejected(record: dict[str, Any], error: str) -> ScoredRecord:
-            empty = {n: None for n in self.spec.component_names}
-            return ScoredRecord(record, None, empty, Status.ERROR, {"error": error})
-
-        if type(item) is dict or isinstance(item, Mapping):
+        if type(item) is dict or isinstance(item, Mapping):  # per sample: plain dicts skip the ABC check
             try:
                 rollout = Rollout.from_dict(item)
             except RecordError as exc:
-                return rejected(dict(item), str(exc))
+                return self._rejected(dict(item), str(exc))
         elif isinstance(item, Rollout):
             rollout = item
         elif isinstance(item, BadRecord):
-            return rejected(item.to_record(), item.error)
+            return self._rejected(item.to_record(), item.error)
         else:
-            return rejected({"raw": repr(item)[:1000]}, f"a record must be an object, got {type(item).__name__}")
+            return self._rejected({"raw": repr(item)[:1000]}, f"a record must be an object, got {type(item).__name__}")
         if not isinstance(rollout.completion, (str, list)):
             kind = "null" if rollout.completion is None else type(rollout.completion).__name__
-            return rejected(rollout.record_dict(), f"completion must be text or a list of messages, got {kind}")
+            return self._rejected(rollout.record_dict(), f"completion must be text or a list of messages, got {kind}")
         return rollout
+
+    def _rejected(self, record: dict[str, Any], error: str) -> ScoredRecord:
+        empty: dict[str, float | None] = {n: None for n in self.spec.component_names}
+        return ScoredRecord(record, None, empty, Status.ERROR, {"error": error})
 
     def _run_component(self, component: RewardComponent, rollouts: list[Rollout]) -> list[Any]:
         """Raw results of one component on the batch (a value, an exception or TIMED_OUT each)."""

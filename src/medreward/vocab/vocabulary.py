@@ -311,6 +311,18 @@ class Vocabulary:
             cache[raw] = ids
         return ids
 
+    def normalize_all(self, raws: Sequence[str], *, drug_ner: bool = False) -> list[tuple[str, ...] | None]:
+        """:meth:`normalize` of each label, in order (one memo lookup per label that was seen before).
+
+        >>> load_vocabulary("toxicology").normalize_all(["Heroin", "LSD"])
+        [('opioids',), None]
+        """
+        get = (self._ner_cache if drug_ner else self._cache).get
+        found = [get(raw, _MISS) for raw in raws]
+        if _MISS in found:
+            found = [self.normalize(raw, drug_ner=drug_ner) if hit is _MISS else hit for raw, hit in zip(raws, found)]
+        return found
+
     def _resolve(self, raw: str, depth: int) -> tuple[str, ...] | None:
         ids = self._table.get(term_key(raw))
         if ids is not None or depth > 1:
