@@ -27,7 +27,7 @@ def value(component: Length, text: str, reference: dict | None = None, **extra) 
 
 # -- overlong (DAPO Eq. 13) ----------------------------------------------------------------------------
 # L_max = 20, L_cache = 8: no penalty up to 12, linear to -1 at 20, -1 beyond.
-OVERLONG = dict(mode="overlong", max_length=20, cache_length=8, unit="words")
+OVERLONG = {"mode": "overlong", "max_length": 20, "cache_length": 8, "unit": "words"}
 
 
 @pytest.mark.parametrize(
@@ -62,7 +62,7 @@ def test_overlong_dapo_defaults_in_tokens() -> None:
 
 
 # -- cosine (open-r1) ----------------------------------------------------------------------------
-COSINE = dict(mode="cosine", max_length=100, unit="chars")
+COSINE = {"mode": "cosine", "max_length": 100, "unit": "chars"}
 RIGHT, WRONG = {"correct": True}, {"correct": False}
 
 
@@ -114,7 +114,7 @@ def test_cosine_needs_a_boolean_correctness() -> None:
 
 
 # -- band ----------------------------------------------------------------------------------------
-BAND = dict(mode="band", low=10, high=20, slack=5, unit="words")
+BAND = {"mode": "band", "low": 10, "high": 20, "slack": 5, "unit": "words"}
 
 
 @pytest.mark.parametrize(

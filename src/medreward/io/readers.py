@@ -49,7 +49,8 @@ def read_records(path: str | Path, *, format: Format | None = None) -> Iterator[
     if fmt == "parquet":
         return _read_parquet(path)
     try:
-        handle = gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")
+        # the handle belongs to the streaming reader, which closes it when the stream ends
+        handle = gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")  # noqa: SIM115
     except OSError as exc:
         raise InputError(f"cannot open {str(path)!r}: {exc.strerror or exc}") from None
     return _read_jsonl(handle, path)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from ..errors import InputError
 from ..parse.text import encodes_as_utf8
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 class RecordWriter(Protocol):
     def write(self, record: ScoredRecord | dict[str, Any]) -> None: ...
     def close(self) -> None: ...
-    def __enter__(self) -> RecordWriter: ...
+    def __enter__(self) -> Self: ...
     def __exit__(self, *exc: object) -> None: ...
 
 
@@ -47,7 +47,7 @@ def _dumps(obj: Any) -> str:
 class _JsonlWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._handle = open(path, "w", encoding="utf-8", errors="strict", newline="\n")
+        self._handle = open(path, "w", encoding="utf-8", errors="strict", newline="\n")  # noqa: SIM115 - closed by close()
 
     def write(self, record: ScoredRecord | dict[str, Any]) -> None:
         line = _dumps(_as_dict(record))
@@ -59,7 +59,7 @@ class _JsonlWriter:
     def close(self) -> None:
         self._handle.close()
 
-    def __enter__(self) -> _JsonlWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -156,7 +156,7 @@ class _ParquetWriter:
 
             pq.write_table(pa.table({}), self.path)
 
-    def __enter__(self) -> _ParquetWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

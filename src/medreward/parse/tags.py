@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import pairwise
 from typing import NamedTuple
 
 __all__ = ["FormatCheck", "Section", "TaggedText", "extract_section", "format_problems", "parse_tags", "section_content"]
@@ -157,7 +158,7 @@ def _diagnose(text: str, tags: tuple[str, ...], only_tags: bool) -> list[str]:
         spans.append((tag, open_at, open_at + len(open_tag), close_at))
     if problems:
         return problems
-    for (tag_a, _, _, close_a), (tag_b, open_b, _, _) in zip(spans, spans[1:]):
+    for (tag_a, _, _, close_a), (tag_b, open_b, _, _) in pairwise(spans):
         if open_b < close_a + len(f"</{tag_a}>"):
             problems.append(f"sections out of order: {tag_b} before {tag_a}")
     if problems:
@@ -167,7 +168,7 @@ def _diagnose(text: str, tags: tuple[str, ...], only_tags: bool) -> list[str]:
             problems.append(f"empty <{tag}>")
     if only_tags:
         outside = [text[: spans[0][1]]]
-        for (tag_a, _, _, close_a), (_, open_b, _, _) in zip(spans, spans[1:]):
+        for (tag_a, _, _, close_a), (_, open_b, _, _) in pairwise(spans):
             outside.append(text[close_a + len(f"</{tag_a}>") : open_b])
         last_tag, _, _, last_close = spans[-1]
         outside.append(text[last_close + len(f"</{last_tag}>") :])

@@ -211,7 +211,7 @@ class Scorer:
             out = component.score_batch(rollouts)
             if isinstance(out, list) and len(out) == len(rollouts):
                 return out
-        except Exception:  # noqa: BLE001 - isolate below
+        except Exception:  # noqa: BLE001, S110 - the per-sample pass below finds and records the culprit
             pass
         raw: list[Any] = []
         for r in rollouts:
