@@ -154,7 +154,8 @@ def _is_plain_list(s: str) -> bool:
 
 def _plain_list(s: str, max_labels: int, max_label_chars: int) -> tuple[str, ...] | None:
     """Labels of a plain comma list (see :func:`_is_plain_list`), as the general path would
-    read it; ``None`` when a bound is hit, so that the general path sets ``truncated``.
+    read it; ``None`` when a label repeats or a bound is hit, which the general path handles
+    (it deduplicates and sets ``truncated``).
 
     The general path would find no prefix, fence, bracket, bullet, ``;``/``&``/`` and ``
     separator or whitespace run in such text, and its cleaning strips only spaces and ``_``
@@ -165,21 +166,14 @@ def _plain_list(s: str, max_labels: int, max_label_chars: int) -> tuple[str, ...
     pieces = [piece.strip(" _") for piece in s.split(",")]
     if "" in pieces:
         pieces = [piece for piece in pieces if piece]
-    if not pieces or max(map(len, pieces)) > max_label_chars:
+    if (
+        not pieces
+        or len(pieces) > max_labels
+        or max(map(len, pieces)) > max_label_chars
+        or len(set(map(str.casefold, pieces))) != len(pieces)
+    ):
         return None
-    if len(pieces) <= max_labels and len(set(map(str.casefold, pieces))) == len(pieces):
-        return tuple(pieces)  # the usual answer: no repeated label
-    labels: list[str] = []
-    seen: set[str] = set()
-    for label in pieces:
-        key = label.casefold()
-        if key in seen:
-            continue
-        if len(labels) == max_labels:
-            return None
-        seen.add(key)
-        labels.append(label)
-    return tuple(labels)
+    return tuple(pieces)
 
 
 def parse_labels_batch(texts: Iterable[str], **options: Any) -> list[LabelList]:

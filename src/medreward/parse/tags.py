@@ -181,8 +181,7 @@ class _TagTokens(NamedTuple):
     """What the scans need to know about a tuple of tag names, built once per tuple."""
 
     pattern: re.Pattern[str]  # splits text at any opening/closing token
-    expected: list[str]  # the token sequence of well-formed text: <t1>, </t1>, <t2>, …
-    any_token: tuple[str, ...]  # the same tokens, for str.startswith
+    expected: tuple[str, ...]  # the token sequence of well-formed text: <t1>, </t1>, <t2>, …
     lookup: dict[str, tuple[int, int]]  # token -> (tag index, 0 opening | 1 closing)
     longest: int  # characters in the longest token
 
@@ -193,11 +192,11 @@ def _tag_tokens(tags: tuple[str, ...]) -> _TagTokens | None:
     overlap (those take the counting path)."""
     if any("<" in tag or ">" in tag for tag in tags):
         return None
-    tokens = [token for tag in tags for token in (f"<{tag}>", f"</{tag}>")]
+    tokens = tuple(token for tag in tags for token in (f"<{tag}>", f"</{tag}>"))
     # one literal "<" in front lets the regex engine skip to candidate positions quickly
     names = "|".join(re.escape(tag) for tag in tags)
     lookup = {token: (k // 2, k % 2) for k, token in enumerate(tokens)}
-    return _TagTokens(re.compile(f"(</?(?:{names})>)"), tokens, tuple(tokens), lookup, max(map(len, tokens)))
+    return _TagTokens(re.compile(f"(</?(?:{names})>)"), tokens, lookup, max(map(len, tokens)))
 
 
 _WALK_LIMIT = 64  # "<" walked one by one before a census falls back to counting each token
@@ -242,7 +241,7 @@ def _token_starts(text: str, table: _TagTokens) -> list[int] | None:
     (memchr) settles it in one fast pass. Otherwise one regex split finds every token in a
     single pass, its ``maxsplit`` bounding work and memory on text full of tags.
     """
-    pattern, expected, any_token = table.pattern, table.expected, table.any_token
+    pattern, expected = table.pattern, table.expected
     find, startswith = text.find, text.startswith
     starts = []
     at = find("<")
@@ -250,7 +249,7 @@ def _token_starts(text: str, table: _TagTokens) -> list[int] | None:
         if at == -1:
             return None  # a token is missing
         if not startswith(token, at):
-            if startswith(any_token, at):
+            if startswith(expected, at):
                 return None  # another tag's token where this one belongs
             break  # a "<" that starts no tag ("<5 mg"): the split decides
         starts.append(at)
@@ -259,7 +258,7 @@ def _token_starts(text: str, table: _TagTokens) -> list[int] | None:
         if at == -1:  # no other "<" anywhere
             return starts
     pieces = pattern.split(text, maxsplit=len(expected) + 1)
-    if pieces[1::2] != expected:
+    if tuple(pieces[1::2]) != expected:
         return None
     starts, offset = [], 0
     for i, piece in enumerate(pieces[:-1]):

@@ -52,15 +52,18 @@ def _score_in_worker(chunk: list[Any]) -> tuple[bytes | list[_Result], RunStats]
     scorer = _worker_scorer
     assert scorer is not None, "worker not initialised"
     scorer.stats = RunStats.empty(scorer.spec.component_names)
-    records = scorer.score_chunk(chunk)
-    results = [
-        (r.reward, r.components, r.status.value, r.info, None if type(item) is dict and r.record == item else r.record)
-        for item, r in zip(chunk, records)
-    ]
+    results = _results(chunk, scorer.score_chunk(chunk))
     try:  # plain data (the usual case) travels as marshal bytes: about 4× cheaper to load than pickle
         return marshal.dumps(results), scorer.stats
     except ValueError:  # a component put something marshal cannot carry into info: pickle it
         return results, scorer.stats
+
+
+def _results(chunk: list[Any], records: list[ScoredRecord]) -> list[_Result]:
+    return [
+        (r.reward, r.components, r.status.value, r.info, None if type(item) is dict and r.record == item else r.record)
+        for item, r in zip(chunk, records)
+    ]
 
 
 def _rebuild(chunk: list[Any], payload: bytes | list[_Result]) -> list[ScoredRecord]:
@@ -108,7 +111,7 @@ def score_in_workers(scorer: Scorer, chunks: Iterable[list[Any]]) -> Iterator[li
                         dead_stats = RunStats.empty(scorer.spec.component_names)
                         dead_stats.add_records(dead)
                         done: Future = Future()
-                        done.set_result(([(r.reward, r.components, r.status.value, r.info, r.record) for r in dead], dead_stats))
+                        done.set_result((_results(c, dead), dead_stats))
                         pending.append((c, done, t))
                     else:
                         pending.append((c, pool.submit(_score_in_worker, c), t + 1))
