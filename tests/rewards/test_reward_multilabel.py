@@ -139,6 +139,38 @@ def test_reference_forms(tox: MultiLabel) -> None:
     assert score(tox, "opioids", ["opioids", "opioids"]).value == 1.0  # duplicates count once
 
 
+@pytest.mark.parametrize(
+    "truth",
+    ["none", "None", ["none"], '["none"]', "no intoxicant", ["No substances"], ["nil"], "n/a", []],
+)
+def test_none_as_ground_truth_is_the_empty_set(tox: MultiLabel, truth) -> None:
+    # the task prompt tells the model to answer "none"; a reference may say it the same way
+    # (the vocabulary's "no answer" terms: one list for answers and references)
+    assert score(tox, "none", truth).value == 1.0
+    assert score(tox, "opioids", truth).value == 0.0
+    assert score(tox, "opioids", truth).info["hallucinated"] == ["opioids"]
+
+
+def test_none_next_to_ids_in_a_reference_is_a_data_error(tox: MultiLabel) -> None:
+    with pytest.raises(RecordError, match=r"reference.substances: says 'none' and also names ids \['opioids'\]"):
+        score(tox, "opioids", ["none", "opioids"])
+
+
+def test_none_ground_truth_through_the_scorer_and_trl() -> None:
+    from medreward.integrations.trl import reward_func
+    from medreward.runner.scorer import Scorer
+
+    good = "<think>no toxidrome</think><answer>none</answer>"
+    wrong = "<think>miosis</think><answer>opioids</answer>"
+    records = [{"completion": c, "reference": {"substances": t}} for c in (good, wrong) for t in ("none", ["none"])]
+    scored = Scorer("toxicology", time_limit=None).score(records)
+    assert [(r.status.value, r.reward) for r in scored] == [("ok", 1.0), ("ok", 1.0), ("ok", 0.1), ("ok", 0.1)]
+    fn = reward_func("toxicology")
+    for column in (["none", "none"], [["none"], ["none"]], ["None", '["none"]']):
+        out = fn(prompts=["p", "p"], completions=[good, wrong], substances=column)
+        assert out == [pytest.approx(1.0), pytest.approx(0.1)], column
+
+
 def test_reference_without_the_field_is_not_applicable(tox: MultiLabel) -> None:
     for reference in ({}, {"substances": None}, {"labels": ["opioids"]}):
         result = tox.score_one(Rollout(completion="<answer>opioids</answer>", reference=reference))

@@ -115,6 +115,8 @@ class MultiLabel(RewardComponent):
       not in the vocabulary raises :class:`~medreward.errors.RecordError` (a data bug: the
       runner records ``error``). The reference field is a list of ids, or a string — comma
       separated (``"opioids, ethanol"``) or a JSON array — as verl passes ``ground_truth``.
+      The vocabulary's "no answer" terms (``"none"``, ``["none"]``, "no intoxicant"…: the same
+      list an answer may use) and ``[]`` are the empty set; "none" next to ids is an error.
 
     ``info``: ``predicted`` (ids), ``missed`` (reference ids not predicted), ``hallucinated``
     (predicted ids not in the reference, then the raw unknown labels), ``unknown`` (the raw
@@ -269,7 +271,11 @@ class MultiLabel(RewardComponent):
             )
         vocab = self._vocab
         out: dict[str, None] = {}
+        said_none = False
         for item in items:
+            if isinstance(item, str) and item.strip() not in vocab and vocab.is_none(item):
+                said_none = True  # "none" (the word the task prompt asks for) is the empty set
+                continue
             if not isinstance(item, str) or item.strip() not in vocab:
                 hint = ""
                 if isinstance(item, str):
@@ -281,4 +287,6 @@ class MultiLabel(RewardComponent):
                     f"ids: {', '.join(vocab.ids)}"
                 )
             out[item.strip()] = None
+        if said_none and out:
+            raise RecordError(f"reference.{field}: says 'none' and also names ids {list(out)}; choose one")
         return tuple(out)

@@ -311,6 +311,17 @@ class Vocabulary:
             cache[raw] = ids
         return ids
 
+    def is_none(self, raw: str) -> bool:
+        """Whether ``raw`` is one of the vocabulary's "no answer" terms ("none", "no intoxicant", …).
+
+        The same terms an answer may use for the empty set, so a reference may use them too.
+
+        >>> vocab = load_vocabulary("toxicology")
+        >>> vocab.is_none("None"), vocab.is_none("No substances"), vocab.is_none("opioids")
+        (True, True, False)
+        """
+        return self._table.get(term_key(raw)) == ()
+
     def normalize_all(self, raws: Sequence[str], *, drug_ner: bool = False) -> list[tuple[str, ...] | None]:
         """:meth:`normalize` of each label, in order (one memo lookup per label that was seen before).
 
