@@ -74,6 +74,20 @@ def conversation_text(value: str | Conversation | None, *, roles: tuple[str, ...
     return "\n".join(texts)
 
 
+def _check_messages(value: list[Any]) -> None:
+    """Raise :class:`TextTypeError` unless ``value`` is a non-empty list of message objects.
+
+    ``["a", "b"]``, ``[]`` or ``[null, 3]`` as a completion would otherwise flatten to ``""``
+    and score a silent 0: they are errors, like a message whose content is a number.
+    """
+    if not value:
+        raise TextTypeError("an empty list (no messages)")
+    for i, message in enumerate(value):
+        if not isinstance(message, Mapping):
+            kind = "null" if message is None else type(message).__name__
+            raise TextTypeError(f'a list completion must hold message objects {{"role", "content"}}; item {i} is {kind}')
+
+
 @dataclass(slots=True, eq=False)
 class Rollout:
     """One rollout: what the policy saw, what it produced, and the reference.
@@ -176,7 +190,8 @@ class Rollout:
 
     def _completion_text(self) -> str:
         value = self.completion
-        if isinstance(value, list):
+        if isinstance(value, list):  # only conversations reach this check; strings skip it
+            _check_messages(value)
             value = conversation_text(value, roles=("assistant",)) or conversation_text(value)
         return as_text(value)
 
