@@ -72,7 +72,7 @@ def make_rollouts(n: int, seed: int = 0, group_size: int = 1) -> list[dict]:
     return rollouts
 
 
-# --- the naive reward functions, as users write them for TRL / open-r1 (interfaces.md §5.2) ---
+# --- the naive reward functions, as users write them for TRL / open-r1 (docs/integrations.md) ---
 def format_reward(completions, **kwargs):
     pattern = r"^\s*<think>(?!\s*</think>).*?</think>\s*<answer>(?!\s*</answer>).*?</answer>\s*$"
     return [1.0 if re.match(pattern, c, re.DOTALL) else 0.0 for c in completions]

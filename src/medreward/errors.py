@@ -16,7 +16,7 @@ class SpecError(MedrewardError):
 
 
 class RecordError(MedrewardError):
-    """A rollout record does not follow the rollout contract (DESIGN.md)."""
+    """A rollout record does not follow the rollout contract (docs/contracts.md)."""
 
 
 class InputError(MedrewardError):

@@ -1,4 +1,4 @@
-"""Typed rollout and scored records: the contracts of DESIGN.md.
+"""Typed rollout and scored records: the contracts of docs/contracts.md.
 
 A :class:`Rollout` is what the policy saw and produced plus the task's ground truth.
 A :class:`ScoredRecord` is the input record plus ``reward``, ``components``, ``status``

@@ -6,7 +6,7 @@
   evidence reaches its threshold (at most 3). Reads :func:`~medreward.tasks.toxicology.observed_findings`
   only — never ``reference`` nor ``case["truth"]``.
 * ``history`` — a history-only reader (a DeToxR-style history-only comparison; the paper's method
-  section was not read, reference/formulas.md §1): the classes of the substances the scene report
+  section was not read; docs/formulas.md#multi-label-set-agreement): the classes of the substances the scene report
   names (containers, bystanders, the patient, the medication list), mapped through the toxicology
   vocabulary; denials are skipped. It believes distractors and misleading reports and misses what
   nobody mentioned.

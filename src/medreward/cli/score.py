@@ -32,7 +32,7 @@ def _count_records(path: Path) -> int | None:
 
 @user_errors
 def score_command(
-    input: Path = typer.Argument(..., help="Rollouts: .jsonl, .jsonl.gz or .parquet (DESIGN.md rollout format)."),
+    input: Path = typer.Argument(..., help="Rollouts: .jsonl, .jsonl.gz or .parquet (rollout format: docs/contracts.md)."),
     spec: str = typer.Option(..., "--spec", "-s", help="Preset name (see `medreward specs`) or path to a spec TOML."),
     output: str | None = typer.Option(None, "--output", "-o", help="Write scored records here (.jsonl/.parquet; '-' = stdout)."),
     workers: int = typer.Option(0, "--workers", "-w", min=0, help="Worker processes (0: score in this process)."),

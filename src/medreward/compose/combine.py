@@ -1,6 +1,6 @@
 """Turning per-component scores into one reward per sample, as a spec says.
 
-Rules (DESIGN.md, scored record):
+Rules (docs/contracts.md#scored-record-output):
 
 * a component that errored or timed out on a sample makes that sample's status ``error``
   (or ``timeout``) and its reward ``None`` — never a silent 0; the other components' values

@@ -1,7 +1,7 @@
 """Task-mix curriculum: sampling weights per dataset source as a function of training step.
 
 MedCCO (close-ended questions first, open-ended later) trains on verifiable close-ended tasks
-(MCQ, labels) before moving to open-ended ones. formulas.md has no MedCCO entry, so the
+(MCQ, labels) before moving to open-ended ones. MedCCO publishes no formula (docs/formulas.md#task-mix-schedule), so the
 schedule is our choice: sampling weights move from a ``start`` mix to an ``end`` mix between
 ``start_step`` and ``end_step``,
 

@@ -4,7 +4,7 @@ MedLoc-R1 tightens the IoU threshold of a binary localisation reward ``1[IoU ≥
 policy improves, so early training gets dense signal and late training strict signal. The
 paper's abstract names a sliding-window performance tracker and a multi-condition update rule;
 its window size, conditions and schedule are [NOT PUBLIC] (README-only repo). This module
-implements formulas.md §4's [UNVERIFIED: inferred] stand-in:
+implements an [UNVERIFIED: inferred] stand-in (docs/formulas.md#threshold-curriculum):
 
 Move ``τ_k → τ_{k+1}`` along ``ladder`` only when **all** hold —
 

@@ -32,7 +32,7 @@ class MultipleChoice(RewardComponent):
     letter parsed by :func:`medreward.parse.choice.parse_choice` from the ``<answer>`` section.
 
     Source: the binary accuracy reward of R1-style RLVR (DeepSeek-R1; open-r1 ``accuracy_reward``,
-    MediX-R1's exact-match term, reference/formulas.md §16) applied to MedQA / MedMCQA-style
+    MediX-R1's exact-match term; docs/formulas.md#multiple-choice) applied to MedQA / MedMCQA-style
     questions, as medical GRPO work on multiple choice does (Med-R1, MedVLM-R1 — [UNVERIFIED:
     recalled]). The letter extraction is medreward's own (:mod:`medreward.parse.choice`): it
     follows the "the answer is (X)" convention of open evaluation harnesses, and adds the

@@ -41,7 +41,7 @@ class Classification(RewardComponent):
     and triage tasks): a correct answer on a rare class earns more than one on a common class,
     normalised so the largest weight scores 1; a wrong answer scores 0 whatever its class.
     Source: closed-set accuracy, the verifiable reward of R1-style RLVR (open-r1
-    ``accuracy_reward``; MediX-R1's exact-match term, reference/formulas.md §16); the class
+    ``accuracy_reward``; MediX-R1's exact-match term; docs/formulas.md#closed-set-classification); the class
     weighting is medreward's choice ([UNVERIFIED: inferred] — no clinical RL paper with a
     published weighted-recall reward was read).
 

@@ -132,7 +132,7 @@ class IoU(RewardComponent):
     boxes (a list of boxes: any of several findings counts) → the maximum IoU over them.
 
     Source: the IoU rewards of VLM-R1 (om-ai-lab/VLM-R1, ``iou_reward``: continuous IoU, and the
-    ``IoU > 0.5 → 1`` variant) on which MedLoc-R1 builds (reference/formulas.md §4: the binary
+    ``IoU > 0.5 → 1`` variant) on which MedLoc-R1 builds (docs/formulas.md#box-iou: the binary
     ``1[IoU ≥ τ]`` reward with τ = 0.5 of prior work; MedLoc-R1 moves τ by a curriculum — pass the
     current τ as ``threshold``). VLM-R1 computes the intersection with a ``-1``/``+1`` pixel
     convention that drops overlaps one unit wide; here coordinates are continuous (the same value

@@ -95,7 +95,7 @@ class Length(RewardComponent):
     :math:`R = v_{lo} + \tfrac12 (v_{hi} - v_{lo})(1 + \cos \pi p)`; a correct answer uses
     :math:`(v_{lo}, v_{hi})` = (``min_value_correct``, ``max_value_correct``) = (0.5, 1.0) so shorter
     is better; a wrong one uses (``max_value_wrong``, ``min_value_wrong``). Unlike open-r1, ``p`` is
-    clipped: open-r1 lets the cosine rise again past :math:`L_{max}` (reference/formulas.md §15).
+    clipped: open-r1 lets the cosine rise again past :math:`L_{max}` (docs/formulas.md#length-shaping).
     The defaults are open-r1's *config* defaults, ``min_value_wrong = 0.0`` and
     ``max_value_wrong = -0.5``: with them a short wrong answer scores 0 and a long one −0.5,
     the opposite of the paper's intent (its function default ``min_value_wrong = -1.0`` makes

@@ -93,7 +93,7 @@ class MultiLabel(RewardComponent):
     2603.29608) rewards GRPO with "a multi-label agreement metric" that penalises both missed
     co-ingestions and hallucinated poisons, and reports Micro-F1. The exact metric is NOT
     PUBLIC (no code; method section not read); per-sample F1 is medreward's choice because it
-    matches the reported Micro-F1 (reference/formulas.md §1). Hamming accuracy is deliberately
+    matches the reported Micro-F1 (docs/formulas.md#multi-label-set-agreement). Hamming accuracy is deliberately
     not offered: with 14 sparse labels an empty prediction already scores about 0.9.
 
     Reading the answer: the ``<answer>`` section (``answer_tag``; ``None`` reads the whole

@@ -57,7 +57,7 @@ class ReasoningPattern(RewardComponent):
 
     Formula (Lv et al., "The Climb Carves Wisdom Deeper Than the Summit: On the Noisy Rewards in
     Learning to Reason"; code trestad/Noisy-Rewards-in-Learning-to-Reason,
-    ``math_score.py::think_reward``; reference/formulas.md §13):
+    ``math_score.py::think_reward``; docs/formulas.md#reasoning-pattern-reward):
 
     .. math::
 
@@ -118,7 +118,7 @@ def rpr_calibrate(
     r"""Repair a noisy reward model's false negatives with RPR:
     :math:`rm' = \min(rm + w \cdot \mathrm{RPR}, 1)` if :math:`rm < \tau`, else :math:`rm`.
 
-    Source: Lv et al. (reference/formulas.md §13, "Calibrating a noisy RM with RPR"; open-ended task
+    Source: Lv et al. (docs/formulas.md#reasoning-pattern-reward, "Calibrating a noisy RM with RPR"; open-ended task
     "help-think", ``add_format_reward_when_wrong=True``), with :math:`\tau = 0.5`, :math:`w = 0.1`.
     The cap of 1 assumes reward-model scores in [0, 1], as in the source. A ``None`` reward stays
     ``None``; a ``None`` RPR leaves the reward unchanged. The source also zeroes ``rm`` for a

@@ -64,7 +64,7 @@ def grpo_advantages(
 
     Source: GRPO as implemented in TRL ``grpo_trainer.py`` (eps=1e-4, NaN-aware unbiased std)
     and verl ``core_algos.compute_grpo_outcome_advantage`` (eps=1e-6; a group of size 1 gets
-    mean 0, std 1) — formulas.md §15 [CODE].
+    mean 0, std 1) — docs/formulas.md#group-advantages [CODE].
 
     ``scale`` follows TRL's ``scale_rewards``: ``"group"`` divides by the group std,
     ``"batch"`` by the std of the whole batch while still centring on the group mean
@@ -114,7 +114,7 @@ def dr_grpo_advantages(rewards: ArrayLike, groups: GroupsLike, *, convention: Co
     """Dr. GRPO advantage ``A_i = r_i − mean_group(r)`` (no std scaling).
 
     Source: Liu et al., "Understanding R1-Zero-Like Training" (Dr. GRPO); TRL
-    ``scale_rewards="none"``, verl ``norm_adv_by_std_in_grpo=False`` — formulas.md §15 [CODE].
+    ``scale_rewards="none"``, verl ``norm_adv_by_std_in_grpo=False`` — docs/formulas.md#group-advantages [CODE].
     Dropping the std removes the question-level difficulty bias of GRPO.
 
     >>> dr_grpo_advantages([1.0, 0.0, 0.0, 1.0], [0, 0, 0, 0]).tolist()
@@ -127,7 +127,7 @@ def rloo_advantages(rewards: ArrayLike, groups: GroupsLike) -> np.ndarray:
     """RLOO advantage ``A_i = r_i − mean_{j≠i} r_j = (r_i − mean_group)·N/(N−1)``.
 
     Source: REINFORCE leave-one-out as used by VeriFree (``A_i = (R_i − mean)·N/(N−1)``) and
-    PRIME ``compute_rloo_returns`` — formulas.md §11, §12 [CODE]. ``N`` counts the group's
+    PRIME ``compute_rloo_returns`` — docs/formulas.md#group-advantages [CODE]. ``N`` counts the group's
     valid (non-NaN) rewards; a group with one valid reward has no "others" and gets 0.
 
     >>> rloo_advantages([1.0, 0.0, 0.0, 0.0], [0, 0, 0, 0]).round(4).tolist()
@@ -155,7 +155,7 @@ def gdpo_advantages(
     """GDPO normalise-then-sum advantage over reward components.
 
     Source: GDPO (arXiv 2601.05242) as TRL ``multi_objective_aggregation="normalize_then_sum"``
-    — formulas.md §15 [CODE]: z-score each component within its group (eps=1e-4), take the
+    — docs/formulas.md#gdpo-aggregation [CODE]: z-score each component within its group (eps=1e-4), take the
     weighted sum over the components that apply, then normalise over the batch. Built on
     :func:`medreward.compose.aggregate.normalize_then_sum`.
 

@@ -1,7 +1,7 @@
 """PPO-C confidence-calibrated reward (Leng et al., "Taming Overconfidence in LLMs").
 
 Source: SeanLeng1/Reward-Calibration ``OpenRLHF/openrlhf/trainer/ppo_utils/
-calibrated_experience_maker.py`` — formulas.md §8 [CODE]. The policy ends its answer with
+calibrated_experience_maker.py`` — docs/formulas.md#ppo-c-calibration [CODE]. The policy ends its answer with
 ``Confidence: c`` (0–10). The reward model scores the answer *without* that string; the score
 is clamped to [−10, 10]; an EMA of batch-mean rewards ``r̄`` is updated (before use); then
 

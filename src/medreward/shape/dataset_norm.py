@@ -6,9 +6,9 @@ centre and scale, and its raw metric ``m`` is mapped through
 
 * ``"median_logistic"``: ``σ((m − med_d)/s_d)`` with ``s_d = IQR_d/(2·ln 3)``, so a source's
   median maps to 0.5 and, for quartiles symmetric about the median, its 25th/75th percentiles
-  map to 0.25/0.75 — MedGRPO (arXiv 2512.06581), formulas.md §6 [UNVERIFIED: inferred];
-* ``"zscore"``: ``(m − μ_d)/σ_d`` (sample std) — Quark RFN (arXiv 2602.11661), formulas.md
-  §15 [UNVERIFIED: inferred].
+  map to 0.25/0.75 — MedGRPO (arXiv 2512.06581) [UNVERIFIED: inferred];
+* ``"zscore"``: ``(m − μ_d)/σ_d`` (sample std) — Quark RFN (arXiv 2602.11661)
+  [UNVERIFIED: inferred]. Sources and choices: docs/formulas.md#per-dataset-normalisation.
 
 :class:`RunningMedianNormalizer` keeps a sliding window of each source's most recent values
 (a bounded, deterministic window rather than a random reservoir, so resumed runs replay
@@ -66,7 +66,7 @@ class NormStats:
 
 
 def median_logistic(values: ArrayLike, *, center: float, scale: float) -> np.ndarray:
-    """``σ((m − center)/scale)``: the MedGRPO mapping for one source (formulas.md §6, inferred).
+    """``σ((m − center)/scale)``: the MedGRPO mapping for one source (docs/formulas.md#per-dataset-normalisation, inferred).
 
     >>> median_logistic([0.2, 0.5, 0.8], center=0.5, scale=0.3 / math.log(3)).round(3).tolist()
     [0.25, 0.5, 0.75]

@@ -3,7 +3,7 @@
 A group whose rewards are all equal has every advantage 0 (GRPO, Dr. GRPO, RLOO alike), so
 its rollouts cost compute and teach nothing; a rising fraction of such groups is the usual
 sign that a task is too easy or too hard for the policy, or that a reward saturates (DAPO's
-dynamic sampling and MedLoc-R1's curriculum both react to it — formulas.md §4, §15).
+dynamic sampling and MedLoc-R1's curriculum both react to it — docs/formulas.md#zero-variance-groups).
 
 A group counts as zero-variance when its valid (non-NaN) rewards are all equal within
 ``atol``, including groups with fewer than two valid rewards (they give no signal either).

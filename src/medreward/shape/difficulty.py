@@ -1,14 +1,14 @@
 """Difficulty from in-group pass rates: hard-sample mining and difficulty-weighted partial credit.
 
 * :func:`group_pass_rate` / :func:`hard_sample_mask` — keep prompts that are neither solved by
-  every rollout nor by none. Fleming-R1 mines hard samples this way, but formulas.md has no
-  formula for it ([NOT PUBLIC] to us). Chosen rule: a rollout *passes* when its reward is
+  every rollout nor by none. Fleming-R1 mines hard samples this way, but publishes no
+  formula for it ([NOT PUBLIC]; docs/formulas.md#hard-sample-mining). Chosen rule: a rollout *passes* when its reward is
   ``≥ threshold`` (0.5); a group is kept when its pass rate lies in ``(lo, hi)`` (default
   ``(0, 1)``: drop all-solved and all-failed groups, which also carry no GRPO signal), or in
   ``[lo, hi]`` with ``inclusive=True`` (e.g. PRIME's accuracy filter ``0.2 ≤ acc ≤ 0.8``,
-  formulas.md §12 [CODE]).
+  [CODE]).
 * :func:`difficulty_weights` / :func:`dense_pass_reward` / :func:`verpo_reward` — VeRPO
-  (arXiv 2601.03525), formulas.md §10 [UNVERIFIED: inferred]: per prompt group, check ``j``'s
+  (arXiv 2601.03525), docs/formulas.md#verpo-difficulty-weights [UNVERIFIED: inferred]: per prompt group, check ``j``'s
   pass rate ``ρ_j = mean_i pass_ij``, weight ``w_j = (1 − ρ_j + ε)/Σ_k(1 − ρ_k + ε)`` (harder
   checks weigh more), dense reward ``Σ_j w_j·pass_ij`` ∈ [0, 1]. Uniform weights when every
   ρ_j = 1 or every ρ_j = 0. ε is not given by the source; we use 0.01.
@@ -161,7 +161,7 @@ def verpo_reward(
 ) -> np.ndarray:
     """VeRPO total reward: ``1[all pass] + λ·dense``, or gated: ``1`` if all pass else ``λ·dense``.
 
-    formulas.md §10 [UNVERIFIED: inferred] (λ ≈ 0.5). "All pass" = every applicable check ≥ 1.
+    docs/formulas.md#verpo-difficulty-weights [UNVERIFIED: inferred] (λ ≈ 0.5). "All pass" = every applicable check ≥ 1.
 
     >>> verpo_reward([[1, 1], [1, 0], [0, 0]], [0, 0, 0], eps=0.0).round(3).tolist()
     [1.5, 0.167, 0.0]

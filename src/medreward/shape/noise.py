@@ -2,7 +2,7 @@
 
 Source: Lv et al., "The Climb Carves Wisdom Deeper Than the Summit: On the Noisy Rewards in
 Learning to Reason", trestad/Noisy-Rewards-in-Learning-to-Reason ``verl/.../reward_manager/
-naive.py`` — formulas.md §13 [CODE]: the flip is decided once per prompt group; with
+naive.py`` — docs/formulas.md#reward-flip-noise [CODE]: the flip is decided once per prompt group; with
 probability ``p`` every rollout of the group gets ``1 − correctness``.
 
 Decisions are drawn from a numpy ``Generator`` (seeded for reproducibility), one uniform draw

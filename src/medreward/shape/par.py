@@ -33,7 +33,7 @@ def par_reward(rewards: ArrayLike, ref_rewards: ArrayLike, *, k: float = 1.0, ma
     """PAR: ``r_RL = (1/M) Σ_m σ(k·(r − r_ref^m))``, bounded in (0, 1).
 
     Source: PorUna-byte/PAR ``trainers/reward_shaper.py::calculate_relative_sigmoid``,
-    arXiv 2502.18770 — formulas.md §5 [CODE]. Defaults as the repo: ``k`` = ``sigmoid_k`` = 1,
+    arXiv 2502.18770 — docs/formulas.md#par-and-lsc [CODE]. Defaults as the repo: ``k`` = ``sigmoid_k`` = 1,
     ``max_refs`` = ``reward_maxref`` = 10 (the first M references of each row are used).
     M counts the non-NaN references among those. Float64 rounds σ to exactly 1.0 once
     ``k·(r − r_ref) > ~36``, so the open bound holds only for moderate score gaps.
@@ -57,7 +57,7 @@ def par_reward(rewards: ArrayLike, ref_rewards: ArrayLike, *, k: float = 1.0, ma
 def lsc_reward(rewards: ArrayLike, ref_rewards: ArrayLike, *, quantile: float = 0.85) -> np.ndarray:
     """LSC: ``log σ(r − r_ref)``, ``r_ref`` = the ``quantile`` of a normal fitted to the references.
 
-    Source: PorUna-byte/PAR ``reward_shaper.py`` (``reward_lsc``) — formulas.md §5 [CODE]. As
+    Source: PorUna-byte/PAR ``reward_shaper.py`` (``reward_lsc``) — docs/formulas.md#par-and-lsc [CODE]. As
     the repo: all of a row's references are used (no ``max_refs`` cap), the fit is their mean
     and sample std (ddof=1; 0 for a single reference), and the normal's scale is ``std + 1e-5``:
     ``r_ref = mean + Φ⁻¹(quantile)·(std + 1e-5)``. Output is ≤ 0.

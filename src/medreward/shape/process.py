@@ -5,9 +5,9 @@ values in one flat array plus ``offsets`` (trajectory ``t`` owns ``values[offset
 so every transform is one vectorised pass over the flat array.
 
 Source of both refinements: Gao et al., "On Designing Effective RL Reward at Training Time for
-LLM Reasoning", arXiv 2410.15115 — formulas.md §7. The paper states (abstract) that Clip and
-Delta bound the cumulative reward; the exact formulas are [UNVERIFIED: recalled] there and
-implemented as written in formulas.md.
+LLM Reasoning", arXiv 2410.15115 — docs/formulas.md#prm-clip-and-delta. The paper states (abstract) that Clip and
+Delta bound the cumulative reward; the exact formulas are [UNVERIFIED: recalled] and are
+implemented as docs/formulas.md states them.
 
 Bad input: a NaN step value stays NaN through Clip and turns the Delta of its own step and of
 the step before it NaN (it is not silently treated as 0). Empty trajectories are allowed.
@@ -133,8 +133,8 @@ def prm_clip(steps: StepsLike, *, eta: float | str = 0.5) -> RaggedSteps:
 
     Every step reward becomes ≤ 0, so adding steps can never raise a trajectory's return: a
     policy cannot farm a PRM by repeating good-looking steps. ``eta`` is a constant (0.5 suits
-    sigmoid PRMs) or ``"mean"``: the mean of all valid step rewards in the batch (formulas.md
-    §7 offers "the mean PRM score or a constant"; the batch mean is our reading of "mean").
+    sigmoid PRMs) or ``"mean"``: the mean of all valid step rewards in the batch (the source
+    offers "the mean PRM score or a constant"; the batch mean is our reading of "mean").
 
     >>> prm_clip([[0.9, 0.2], [0.5]], eta=0.5).to_lists()
     [[0.0, -0.3], [0.0]]
@@ -170,7 +170,7 @@ def prm_delta(steps: StepsLike) -> RaggedSteps:
 
 
 def prm_clip_delta(steps: StepsLike, *, eta: float | str = 0.5) -> RaggedSteps:
-    """Clip, then Delta (the combination formulas.md §7 describes).
+    """Clip, then Delta (the combination docs/formulas.md#prm-clip-and-delta describes).
 
     >>> prm_clip_delta([[0.9, 0.2, 0.4]], eta=0.5).round(3).to_lists()
     [[0.3, -0.2, 0.0]]
@@ -181,7 +181,7 @@ def prm_clip_delta(steps: StepsLike, *, eta: float | str = 0.5) -> RaggedSteps:
 def add_final_reward(steps: StepsLike, rewards: ArrayLike) -> RaggedSteps:
     """Add an outcome reward (e.g. success ∈ {0, 1}) to the last step of each trajectory.
 
-    The sparse success reward that Clip/Delta are combined with (formulas.md §7). A NaN
+    The sparse success reward that Clip/Delta are combined with (docs/formulas.md#prm-clip-and-delta). A NaN
     outcome adds nothing. A trajectory with no steps cannot carry an outcome: ValueError.
 
     >>> add_final_reward([[-0.1, 0.0], [0.2]], [1.0, 0.0]).to_lists()

@@ -1,6 +1,6 @@
 """Task generators: deterministic, seeded producers of cases in the rollout format.
 
-A *case* is a rollout record without a completion (DESIGN.md): ``id``, ``prompt`` (a
+A *case* is a rollout record without a completion (docs/contracts.md): ``id``, ``prompt`` (a
 conversation), ``task``, ``reference``, and ``case`` — the generator's structured view of
 the case (findings, parameters…) that baseline policies and consistency tests read.
 Generators register by name with :func:`register_task`.

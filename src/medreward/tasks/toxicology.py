@@ -96,7 +96,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TASK = "toxicology"
-#: The 14 class ids, in the vocabulary's order (the contract of DESIGN.md).
+#: The 14 class ids, in the vocabulary's order (a contract: docs/contracts.md).
 CLASS_IDS: tuple[str, ...] = (
     "opioids", "benzodiazepines", "ethanol", "stimulants", "cannabinoids", "antidepressants",
     "antipsychotics", "anticholinergics", "acetaminophen", "salicylates", "anticonvulsants",
