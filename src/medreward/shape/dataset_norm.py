@@ -66,7 +66,8 @@ class NormStats:
 
 
 def median_logistic(values: ArrayLike, *, center: float, scale: float) -> np.ndarray:
-    """``σ((m − center)/scale)``: the MedGRPO mapping for one source (docs/formulas.md#per-dataset-normalisation, inferred).
+    """``σ((m − center)/scale)``: the MedGRPO mapping for one source ([UNVERIFIED: inferred];
+    docs/formulas.md#per-dataset-normalisation).
 
     >>> median_logistic([0.2, 0.5, 0.8], center=0.5, scale=0.3 / math.log(3)).round(3).tolist()
     [0.25, 0.5, 0.75]

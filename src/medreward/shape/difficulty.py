@@ -161,7 +161,8 @@ def verpo_reward(
 ) -> np.ndarray:
     """VeRPO total reward: ``1[all pass] + λ·dense``, or gated: ``1`` if all pass else ``λ·dense``.
 
-    docs/formulas.md#verpo-difficulty-weights [UNVERIFIED: inferred] (λ ≈ 0.5). "All pass" = every applicable check ≥ 1.
+    docs/formulas.md#verpo-difficulty-weights [UNVERIFIED: inferred] (λ ≈ 0.5). "All pass" = every
+    applicable check ≥ 1.
 
     >>> verpo_reward([[1, 1], [1, 0], [0, 0]], [0, 0, 0], eps=0.0).round(3).tolist()
     [1.5, 0.167, 0.0]
