@@ -132,7 +132,7 @@ def test_parquet_written_by_medreward_reads_back_as_it_was_written(tmp_path):
     assert [b["components"] for b in back] == [r.components for r in scored]
 
 
-def test_parquet_field_that_turns_nested_after_the_first_batch_is_kept_as_text(tmp_path, caplog):
+def test_parquet_field_that_turns_nested_after_the_first_batch_reads_back_as_an_object(tmp_path):
     from medreward.io.writers import _ParquetWriter
 
     writer = _ParquetWriter(tmp_path / "late.parquet", batch_rows=2)
@@ -140,5 +140,20 @@ def test_parquet_field_that_turns_nested_after_the_first_batch_is_kept_as_text(t
         writer.write({"id": str(i), "completion": "x", "extra": extra})
     writer.close()
     back = list(read_records(tmp_path / "late.parquet"))
-    assert [b["extra"] for b in back] == ["plain", "plain", '{"now": "nested"}']  # nothing lost
-    assert "field 'extra' held plain values" in caplog.text
+    assert [b["extra"] for b in back] == ["plain", "plain", {"now": "nested"}]  # nothing lost, not even the type
+
+
+def test_gz_output_is_gzip_and_reads_back(tmp_path):
+    """``-o out.jsonl.gz`` used to write plain text under a .gz name (issue 9, item 17)."""
+    rows = [{"id": str(i), "completion": f"<answer>{i}</answer>", "note": "é \ud800"} for i in range(50)]
+    paths = [tmp_path / "a.jsonl.gz", tmp_path / "b.JSONL.GZ"]
+    for path in paths:
+        with open_writer(path) as writer:
+            for row in rows:
+                writer.write(row)
+    raw = paths[0].read_bytes()
+    assert raw[:2] == b"\x1f\x8b"  # the gzip magic number
+    text = gzip.decompress(raw).decode("utf-8")
+    assert [json.loads(line) for line in text.splitlines()] == rows
+    assert list(read_records(paths[0])) == rows
+    assert paths[1].read_bytes() == raw  # no file name or time stamp in the header: same rows, same bytes
