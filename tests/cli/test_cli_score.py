@@ -74,7 +74,7 @@ ERROR_CASES = {
                      "unknown spec 'toxicolgy': not a file, and not a preset (presets: calculator, icd_coding, mcq, toxicology)"),
     "bad weight": (("score", "rollouts.jsonl", "--spec", "bad_weight.toml"), "bad_weight.toml: components.0.weight: Input should be a valid number"),
     "bad kind": (("score", "rollouts.jsonl", "--spec", "bad_kind.toml"), "unknown component kind 'no.such.kind'; known kinds:"),
-    "bad param": (("score", "rollouts.jsonl", "--spec", "bad_param.toml"), "f.params.colour: unknown parameter"),
+    "bad param": (("score", "rollouts.jsonl", "--spec", "bad_param.toml"), "bad_param.toml: components.0.params.colour: unknown parameter"),
     "bad toml": (("score", "rollouts.jsonl", "--spec", "bad_toml.toml"), "bad_toml.toml: invalid TOML"),
     "unknown spec field": (("score", "rollouts.jsonl", "--spec", "unknown_field.toml"), "unknown_field.toml: agregate:"),
     "output is input": (("score", "rollouts.jsonl", "--spec", "toxicology", "-o", "rollouts.jsonl"), "output path is the input file"),

@@ -69,15 +69,70 @@ def test_diff_names_what_changed():
         (spec(FORMAT, {**FORMAT}), r"component name 'format' is used twice"),
         (spec({**FORMAT, "weight": 0}), r"every component has weight 0"),
         (spec(FORMAT, aggregate="mean"), r"aggregate: Input should be 'weighted_sum' or 'normalize_then_sum'"),
-        (spec({**FORMAT, "kind": "nope"}), r"components\[0\] \(format\): unknown component kind 'nope'"),
-        (spec({**FORMAT, "params": {"tags": ["a b"]}}), r"components\[0\] \(format\): format\.params\.tags"),
+        (spec({**FORMAT, "kind": "nope"}), r"^spec: components\.0\.kind: unknown component kind 'nope'; known kinds: "),
+        (spec({**FORMAT, "params": {"tags": ["a b"]}}), r"^spec: components\.0\.params\.tags: "),
         (spec({"name": "x", "kind": "multilabel", "params": {"vocabulary": "no-such-vocab"}}),
-         r"components\[0\] \(x\): x\.params\.vocabulary"),
+         r"^spec: components\.0\.params\.vocabulary: unknown vocabulary 'no-such-vocab'"),
     ],
 )  # fmt: skip
 def test_bad_specs_name_the_bad_field(data, message):
     with pytest.raises(SpecError, match=message):
         load_spec(data)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (spec(FORMAT, {**FORMAT, "name": "f2", "wieght": 1}),
+         "spec: components.1.wieght: unknown parameter"),
+        (spec(FORMAT, {**FORMAT, "name": "f2", "kind": "nope"}),
+         "spec: components.1.kind: unknown component kind 'nope'; known kinds: choice, classification, format.tags, "
+         "icd_codes, iou, length, multilabel, numeric, reasoning_pattern, repetition "
+         "(or give a custom one as 'package.module:ClassName')"),
+        (spec(FORMAT, {**FORMAT, "name": "f2", "params": {"tags": ["a b"], "colour": 1}}),
+         "spec: components.1.params.tags: Value error, tag name 'a b' must be a bare name like 'answer'; "
+         "components.1.params.colour: unknown parameter"),
+        (spec(FORMAT, {"name": "labels", "kind": "multilabel"}),
+         "spec: components.1.params.vocabulary: Field required"),
+        (spec(FORMAT, {"name": "x", "kind": "nomodule_xyz:Cls"}),
+         "spec: components.1.kind: component kind 'nomodule_xyz:Cls': cannot import module 'nomodule_xyz' "
+         "(No module named 'nomodule_xyz')"),
+    ],
+)  # fmt: skip
+def test_spec_errors_use_one_path_style(data, message):
+    # pydantic's checks (components.1.wieght) and the component builds (components.1.params.tags)
+    # name the bad field the same way, from the spec's top
+    with pytest.raises(SpecError) as caught:
+        load_spec(data)
+    assert str(caught.value) == message
+    with pytest.raises(SpecError) as from_file:
+        Spec.from_toml(_toml(data), source="my.toml")
+    assert str(from_file.value) == message.replace("spec:", "my.toml:", 1)
+
+
+def _toml(data: dict) -> str:
+    import tomli_w
+
+    return tomli_w.dumps(data)
+
+
+def test_a_spec_is_built_once_and_load_spec_takes_any_mapping(monkeypatch):
+    from types import MappingProxyType
+
+    from medreward.rewards.multilabel import MultiLabel
+
+    data = MappingProxyType(load_spec("toxicology").to_dict())  # a read-only mapping, not a dict
+    built = []
+    original = MultiLabel.setup
+    monkeypatch.setattr(MultiLabel, "setup", lambda self: (built.append(self), original(self))[1])
+    loaded = load_spec(data)
+    assert len(built) == 1  # validated by building
+    scorer = Scorer(loaded, time_limit=None)
+    assert len(built) == 1 and scorer.components[1] is built[0]  # the Scorer reuses that build
+    assert loaded.reference_keys() == ("substances",) and len(built) == 1
+    second = Scorer(loaded, time_limit=None)  # a second scorer owns fresh components (they keep memos)
+    assert len(built) == 2 and second.components[1] is built[1]
+    assert load_spec(data) == loaded  # the kept build is not part of the spec's value
 
 
 def test_unknown_spec_name_lists_the_presets(tmp_path):
@@ -105,10 +160,10 @@ def test_failed_gate_sets_the_floor_and_says_so():
 
 
 def test_not_applicable_components_are_left_out_of_the_sum():
-    scorer = Scorer(spec({**FORMAT, "weight": 0.5}, {**CHOICE, "weight": 0.5}))
+    scorer = Scorer(spec({**FORMAT, "weight": 0.5}, {**CHOICE, "weight": 0.5, "required": False}))
     [no_reference] = scorer.score([rollout(RIGHT, answer=None)])
     assert no_reference.status is Status.OK
-    assert no_reference.reward == 0.5  # only the format component applied
+    assert no_reference.reward == 0.5  # only the format component applied: allowed by required = false
     assert no_reference.components == {"format": 1.0, "choice": None}
     assert no_reference.info["choice"]["reason"].startswith("reference has no 'answer'")
 
@@ -145,3 +200,88 @@ def test_gdpo_does_not_lift_a_gated_sample():
     out = Scorer(gdpo).score([rollout(t, group="g") for t in (RIGHT, WRONG, UNFORMATTED_RIGHT)])
     assert out[2].info["gated_by"] == "format" and out[2].reward == 0.0
     assert out[0].reward > out[1].reward
+
+
+# -- required components: a missing reference is not a reward --------------------------------------
+TOX_GOOD = "<think>miosis</think><answer>opioids</answer>"
+
+
+@pytest.mark.parametrize("reference", [{}, None, {"substances": None}, {"other": ["opioids"]}, "absent"])
+def test_a_missing_reference_is_not_a_reward(reference):
+    record = {"completion": TOX_GOOD}
+    if reference != "absent":
+        record["reference"] = reference
+    scored, good = Scorer("toxicology", time_limit=None).score(
+        [record, {"completion": TOX_GOOD, "reference": {"substances": ["opioids"]}}]
+    )
+    assert (scored.status, scored.reward) == (Status.NOT_APPLICABLE, None)  # was ok 0.1: format-only
+    assert scored.components == {"format": 1.0, "substances": None}  # still reported
+    assert scored.info["reason"] == "required component 'substances' does not apply (reference has no 'substances')"
+    assert (good.status, good.reward) == (Status.OK, 1.0)
+
+
+@pytest.mark.parametrize("name", ["toxicology", "mcq", "calculator", "icd_coding"])
+def test_presets_mark_their_task_component_required(name):
+    preset = load_spec(name)
+    assert [c.required for c in preset.components] == [None, True]
+    [record] = Scorer(preset, time_limit=None).score([{"completion": TOX_GOOD, "reference": {}}])
+    assert record.status is Status.NOT_APPLICABLE and record.reward is None
+
+
+def test_required_default_needs_one_reference_reader_and_keeps_multi_task_specs():
+    numeric = {"name": "value", "kind": "numeric", "params": {"field": "value"}}
+    mixed = Scorer(spec({**FORMAT, "weight": 0.1}, CHOICE, numeric), time_limit=None)
+    assert mixed.spec.requirements() == (() , (1, 2))
+    mcq_row, calc_row, neither = mixed.score(
+        [rollout(RIGHT), {"completion": "<think>r</think><answer>7</answer>", "reference": {"value": 7}},
+         rollout(RIGHT, answer=None)]
+    )  # fmt: skip
+    assert (mcq_row.status, mcq_row.reward) == (Status.OK, pytest.approx(1.1))  # numeric n/a: left out
+    assert (calc_row.status, calc_row.reward) == (Status.OK, pytest.approx(1.1))
+    assert (neither.status, neither.reward) == (Status.NOT_APPLICABLE, None)
+    assert neither.info["reason"] == "no answer component applies ('choice', 'value'; reference has no 'answer')"
+    # a component that reads no reference is never required by default
+    only_format = Scorer(spec(FORMAT), time_limit=None)
+    assert only_format.spec.requirements() == ((), ())
+
+
+def test_required_true_on_any_component_and_false_opts_out():
+    required_numeric = {"name": "value", "kind": "numeric", "params": {"field": "value"}, "required": True}
+    strict = Scorer(spec(CHOICE, required_numeric), time_limit=None)
+    [row] = strict.score([rollout(RIGHT)])
+    assert row.status is Status.NOT_APPLICABLE and row.components == {"choice": 1.0, "value": None}
+    assert row.info["reason"] == "required component 'value' does not apply (reference has no 'value')"
+    lenient = Scorer(spec({**FORMAT, "weight": 0.1}, {**CHOICE, "required": False}), time_limit=None)
+    assert lenient.score([rollout(RIGHT, answer=None)])[0].reward == pytest.approx(0.1)
+
+
+def test_required_round_trips_and_diffs(tmp_path):
+    original = load_spec("toxicology")
+    assert "required = true" in original.to_toml()
+    again = Spec.from_toml(original.to_toml())
+    assert again == original and again.requirements() == original.requirements() == ((1,), ())
+    data = original.to_dict()
+    data["components"][1]["required"] = False
+    assert original.diff(Spec.from_dict(data)) == ["substances.required: True -> False"]
+    del data["components"][1]["required"]
+    assert original.diff(Spec.from_dict(data)) == ["substances.required: True -> None"]
+
+
+def test_not_applicable_records_are_counted_and_warned_once_per_batch(caplog):
+    import logging
+
+    rows = [{"completion": TOX_GOOD, "reference": {}}] * 3 + [
+        {"completion": TOX_GOOD, "reference": {"substances": ["opioids"]}}
+    ]
+    scorer = Scorer("toxicology", time_limit=None, chunk_size=2)
+    with caplog.at_level(logging.WARNING, logger="medreward"):
+        out = scorer.score(rows)
+    assert [r.status for r in out] == [Status.NOT_APPLICABLE] * 3 + [Status.OK]
+    assert scorer.stats.statuses["not_applicable"] == 3  # the CLI summary prints these counts
+    warnings = [r.getMessage() for r in caplog.records if "not_applicable" in r.getMessage()]
+    assert warnings == [
+        "2 of 2 records are not_applicable (no reward); first: "
+        "required component 'substances' does not apply (reference has no 'substances')",
+        "1 of 2 records are not_applicable (no reward); first: "
+        "required component 'substances' does not apply (reference has no 'substances')",
+    ]

@@ -243,7 +243,7 @@ def test_spec_load_pickle_and_round_trip() -> None:
     for component in (overlong, cosine):
         clone = pickle.loads(pickle.dumps(component))
         assert clone.params == component.params and clone.name == component.name
-    with pytest.raises(SpecError, match=r"components\[0\].*max_length is required"):
+    with pytest.raises(SpecError, match=r"^spec: components\.0\.params: Value error, max_length is required"):
         Spec.from_dict({"name": "bad", "components": [{"name": "l", "kind": "length", "params": {"mode": "overlong"}}]})
 
 

@@ -6,7 +6,9 @@ Rules (docs/contracts.md#scored-record-output):
   (or ``timeout``) and its reward ``None`` — never a silent 0; the other components' values
   are still reported;
 * ``not_applicable`` components are left out of the sum (TRL's ``nansum``); a sample on
-  which no component applies is ``not_applicable`` with reward ``None``;
+  which no component applies, or on which a required one does not (:meth:`Spec.requirements`:
+  e.g. the reference lacks the answer), is ``not_applicable`` with reward ``None`` and
+  ``info["reason"]`` saying why, its components' values still reported;
 * a gate component whose value is below its ``gate_min`` sets the reward to ``spec.floor``
   (e.g. bad format → 0) and records ``info["gated_by"]``;
 * ``weighted_sum``: ``Σ w_k v_k``; ``normalize_then_sum``: GDPO over the batch's GRPO groups.
@@ -18,9 +20,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..records import ComponentScore, Rollout, ScoredRecord, Status
-from .spec import Spec
+from .spec import Requirements, Spec
 
-__all__ = ["combine"]
+__all__ = ["combine", "not_applicable_summary"]
 
 
 def combine(
@@ -32,6 +34,7 @@ def combine(
     names = spec.component_names
     named = [(c.name, c.weight) for c in spec.components]
     gates = [(k, c.gate_min) for k, c in enumerate(spec.components) if c.gate]
+    needs = spec.requirements()
     ok, floor = Status.OK, float(spec.floor)
     out: list[ScoredRecord] = []
     append = out.append
@@ -55,7 +58,9 @@ def combine(
                 info["error"] = "; ".join(f"{name}: {s.info.get('error', s.status.value)}" for name, s in failed)
                 append(ScoredRecord(record, None, components, status, info))
                 continue
-            if not n_ok:
+            reason = _unmet(needs, names, per) if n_ok else "no component applies"
+            if reason is not None:
+                info["reason"] = reason
                 append(ScoredRecord(record, None, components, Status.NOT_APPLICABLE, info))
                 continue
         for k, gate_min in gates:
@@ -68,6 +73,36 @@ def combine(
     if spec.aggregate == "normalize_then_sum":
         _apply_gdpo(spec, rollouts, out)
     return out
+
+
+def _unmet(needs: Requirements, names: Sequence[str], per: Sequence[ComponentScore]) -> str | None:
+    """Why a sample whose components did not all apply gets no reward (``None``: it does)."""
+    na = Status.NOT_APPLICABLE
+    for k in needs.each:
+        if per[k].status is na:
+            return f"required component {names[k]!r} does not apply ({per[k].info.get('reason', 'no reason given')})"
+    together = needs.together
+    if together and all(per[k].status is na for k in together):
+        listed = ", ".join(repr(names[k]) for k in together)
+        first = per[together[0]].info.get("reason", "no reason given")
+        return f"no answer component applies ({listed}; {first})"
+    return None
+
+
+def not_applicable_summary(records: Sequence[ScoredRecord]) -> tuple[int, str | None]:
+    """How many records are ``not_applicable`` and the first one's reason (for one warning per batch).
+
+    >>> not_applicable_summary([])
+    (0, None)
+    """
+    na = Status.NOT_APPLICABLE
+    count, first = 0, None
+    for record in records:
+        if record.status is na:
+            count += 1
+            if first is None:
+                first = record.info.get("reason")
+    return count, first
 
 
 def _apply_gdpo(spec: Spec, rollouts: Sequence[Rollout], records: list[ScoredRecord]) -> None:

@@ -20,21 +20,36 @@ through TOML, and two specs can be compared with :meth:`Spec.diff`.
     name = "substances"
     kind = "multilabel"
     weight = 0.9
+    required = true                 # no substances in the reference: the record is not_applicable
     params = { vocabulary = "toxicology", field = "substances" }
+
+Required components (``required``; see :meth:`Spec.requirements`): a record on which a required
+component is ``not_applicable`` is ``not_applicable`` itself, with a null reward, so a record
+whose reference lacks the answer never earns a format-only reward. ``required = true`` makes
+one component required, ``false`` never; left unset (the default), the components that read the
+reference (:meth:`~medreward.rewards.base.RewardComponent.reference_keys`) are required as a
+group: at least one of them must apply. A spec that mixes tasks (one answer component per
+task, each ``not_applicable`` on the others' rows) therefore still works unchanged.
+
+Errors name the bad field by one dotted path from the spec's top, whichever check finds it:
+``spec: components.1.wieght: unknown parameter``, ``spec: components.0.kind: unknown component
+kind 'nope'…``, ``spec: components.0.params.tags: …``.
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import tomli_w
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -43,7 +58,7 @@ from pydantic import (
 from ..errors import SpecError
 from ..rewards.base import RewardComponent, component_class, format_validation_error
 
-__all__ = ["ComponentSpec", "Spec", "list_presets", "load_spec", "preset_path"]
+__all__ = ["ComponentSpec", "Requirements", "Spec", "list_presets", "load_spec", "preset_path"]
 
 Aggregate = Literal["weighted_sum", "normalize_then_sum"]
 
@@ -58,10 +73,69 @@ class ComponentSpec(BaseModel):
     weight: float = Field(default=1.0, allow_inf_nan=False)
     gate: bool = Field(default=False, description="If true, reward = spec.floor unless value >= gate_min.")
     gate_min: float = Field(default=1.0, allow_inf_nan=False)
+    required: bool | None = Field(
+        default=None,
+        description="true: the record is not_applicable when this component is; false: never; "
+        "unset: the components that read the reference are required as a group.",
+    )
     params: dict[str, Any] = Field(default_factory=dict)
 
-    def build(self) -> RewardComponent:
-        return component_class(self.kind)(name=self.name, **self.params)
+    def build(self, *, path: str | None = None) -> RewardComponent:
+        """Instantiate the component. A :class:`SpecError` names the bad field under ``path``
+        (default: the component's name), e.g. ``components.0.params.tags: …``."""
+        where = self.name if path is None else path
+        try:
+            cls = component_class(self.kind)
+        except SpecError as exc:
+            raise SpecError(f"{where}.kind: {exc}") from None
+        try:
+            return cls(name=self.name, **self.params)
+        except SpecError as exc:
+            raise SpecError(_under(where, self.name, str(exc))) from None
+
+
+def _under(where: str, name: str, message: str) -> str:
+    """A component's own error message (its lines start ``name.params.…``) with the path
+    ``where`` in place of its name, so that spec errors use one path style."""
+    own = f"{name}.params"
+    if message.startswith(own):  # one problem, or several joined by "; " (format_validation_error)
+        return where + message[len(name) :].replace(f"; {own}", f"; {where}.params")
+    return f"{where}: {message}"
+
+
+class Requirements(NamedTuple):
+    """Which ``not_applicable`` components make a record ``not_applicable`` (indices into
+    ``spec.components``): any of ``each`` (``required = true``), or all of ``together`` (the
+    reference readers whose ``required`` is unset), when ``together`` is not empty."""
+
+    each: tuple[int, ...]
+    together: tuple[int, ...]
+
+
+class _Built:
+    """The components built from one ``components`` tuple, kept on the spec so that loading a
+    spec and scoring with it builds them once. Not part of the spec's value: every holder is
+    equal to every other, and it pickles empty (a copy builds its own)."""
+
+    __slots__ = ("components", "requirements", "source", "unclaimed")
+
+    def __init__(self) -> None:
+        self.source: tuple[ComponentSpec, ...] | None = None
+        self.components: tuple[RewardComponent, ...] = ()
+        self.requirements: Requirements | None = None
+        self.unclaimed: list[bool] = []  # one entry until build() hands the components out
+
+    def store(self, source: tuple[ComponentSpec, ...], components: tuple[RewardComponent, ...], *, claimed: bool) -> None:
+        self.source, self.components, self.requirements = source, components, None
+        self.unclaimed = [] if claimed else [True]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Built)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[type[_Built], tuple[()]]:
+        return (_Built, ())
 
 
 class Spec(BaseModel):
@@ -76,6 +150,7 @@ class Spec(BaseModel):
     floor: float = Field(default=0.0, allow_inf_nan=False)
     normalize_eps: float = Field(default=1e-4, gt=0, description="eps of the GDPO z-scores.")
     components: tuple[ComponentSpec, ...] = Field(min_length=1)
+    _built: _Built = PrivateAttr(default_factory=_Built)
 
     @field_validator("components")
     @classmethod
@@ -95,27 +170,89 @@ class Spec(BaseModel):
 
     # -- building ----------------------------------------------------------------------------
     def build(self) -> list[RewardComponent]:
-        """Instantiate the components (validating their parameters)."""
+        """Instantiate the components (validating their parameters), for one scorer.
+
+        The first call takes the components built when the spec was validated
+        (:meth:`from_dict`, :func:`load_spec`), so the usual load-then-score path builds them
+        once; later calls build fresh ones (components keep memos: each scorer owns its own).
+        """
+        holder = self._built
+        if holder.source is self.components and holder.unclaimed:
+            try:
+                holder.unclaimed.pop()  # atomic: one caller wins
+                return list(holder.components)
+            except IndexError:
+                pass
+        fresh = self._build_components(f"spec {self.name!r}")
+        if holder.source is not self.components:
+            holder.store(self.components, fresh, claimed=True)
+        return list(fresh)
+
+    def built_components(self) -> tuple[RewardComponent, ...]:
+        """The components, built once per spec and shared: for inspection (reference keys,
+        output ranges); score with :meth:`build`'s own instances."""
+        return self._components_built(f"spec {self.name!r}")
+
+    def _components_built(self, where: str) -> tuple[RewardComponent, ...]:
+        holder = self._built
+        if holder.source is not self.components:  # not built yet, or a model_copy changed them
+            holder.store(self.components, self._build_components(where), claimed=False)
+        return holder.components
+
+    def _build_components(self, where: str) -> tuple[RewardComponent, ...]:
         built = []
         for i, c in enumerate(self.components):
             try:
-                built.append(c.build())
+                built.append(c.build(path=f"components.{i}"))
             except SpecError as exc:
-                raise SpecError(f"spec {self.name!r}: components[{i}] ({c.name}): {exc}") from None
-        return built
+                raise SpecError(f"{where}: {exc}") from None
+        return tuple(built)
+
+    def requirements(self) -> Requirements:
+        """Which components a record needs (see the module docstring on ``required``).
+
+        >>> load_spec("toxicology").requirements()
+        Requirements(each=(1,), together=())
+        >>> Spec.from_dict({"name": "x", "components": [{"name": "f", "kind": "format.tags"},
+        ...     {"name": "c", "kind": "choice", "params": {"field": "answer"}}]}).requirements()
+        Requirements(each=(), together=(1,))
+        """
+        holder = self._built
+        if holder.source is self.components and holder.requirements is not None:
+            return holder.requirements
+        built = self.built_components()
+        each = tuple(k for k, c in enumerate(self.components) if c.required)
+        together = tuple(
+            k for k, (c, b) in enumerate(zip(self.components, built)) if c.required is None and b.reference_keys()
+        )
+        holder.requirements = Requirements(each, together)
+        return holder.requirements
 
     @property
     def component_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.components)
 
+    def reference_keys(self, built: Sequence[RewardComponent] | None = None) -> tuple[str, ...]:
+        """The reference keys the components read (:meth:`RewardComponent.reference_keys`,
+        defaults included), in spec order without repeats; the first is the spec's primary key.
+        ``built``: the components already built from this spec (saves building them again).
+
+        >>> load_spec("mcq").reference_keys()
+        ('answer', 'options')
+        """
+        components = self.built_components() if built is None else built
+        return tuple(dict.fromkeys(key for c in components for key in c.reference_keys()))
+
     # -- data round-trip ---------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str = "spec") -> Spec:
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "spec") -> Spec:
+        """Validate a spec and build its components once (kept for :meth:`build`); a
+        :class:`SpecError` names the bad field as ``source: components.0.params.x: …``."""
         try:
-            spec = cls.model_validate(data)
+            spec = cls.model_validate(data if isinstance(data, dict) else dict(data))
         except ValidationError as exc:
             raise SpecError(f"{source}: {format_validation_error(exc, '')}") from None
-        spec.build()  # parameter errors surface at load time, naming the component
+        spec._components_built(source)  # parameter errors surface at load time, naming the component
         return spec
 
     @classmethod
@@ -170,15 +307,15 @@ def preset_path(name: str):
     return _presets_dir() / f"{name}.toml"
 
 
-def load_spec(spec: str | Path | Spec | dict[str, Any]) -> Spec:
-    """Load a spec from a preset name, a TOML path, a dict, or return a :class:`Spec` as is.
+def load_spec(spec: str | Path | Spec | Mapping[str, Any]) -> Spec:
+    """Load a spec from a preset name, a TOML path, a mapping, or return a :class:`Spec` as is.
 
     >>> load_spec("toxicology").component_names
     ('format', 'substances')
     """
     if isinstance(spec, Spec):
         return spec
-    if isinstance(spec, dict):
+    if isinstance(spec, Mapping):
         return Spec.from_dict(spec)
     text = str(spec)
     path = Path(text)
