@@ -1,9 +1,11 @@
-"""Golden tests of the ``format.tags`` component (strict R1 format check)."""
+"""Golden tests of the ``format.tags`` component (strict R1 format check, and the open-r1 / TRL
+compatibility modes checked against the peers' own test cases)."""
 
 from __future__ import annotations
 
 import doctest
 import pickle
+import re
 import time
 
 import pytest
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 
 import medreward.rewards.format_tags as format_tags_module
 from medreward.errors import SpecError
+from medreward.parse.tags import open_r1_format, tag_count_credit, trl_think_format
 from medreward.records import Rollout, Status
 from medreward.rewards import component_class
 from medreward.rewards.format_tags import FormatTags
@@ -141,3 +144,140 @@ def test_params_and_pickle() -> None:
 
 def test_docstring_examples() -> None:
     assert doctest.testmod(format_tags_module).failed == 0
+
+
+# -- compatibility modes: the peers' own test cases ------------------------------------------------
+# TRL: huggingface/trl tests/test_rewards.py (commit e776045b), ThinkFormatRewardTester, verbatim.
+TRL_VALID = [
+    "<think>This is my reasoning.</think>This is my answer.",
+    "<think>\nThis is my reasoning.\n</think>\nThis is my answer.",
+    "<think>\nThis is\nmy reasoning.\n</think>\nThis is my answer.",
+    "<think>\nThis is <some tag> my reasoning.</think>\nThis is my answer.",
+    "<think></think>\nThis is my answer.",
+]
+TRL_INVALID = [
+    "<think>\nThis is my reasoning.\nThis is my answer.",
+    "<think>This is my reasoning.\nThis is my answer.",
+    "This is my reasoning. This is my answer.",
+    "This is my reasoning.\nThis is my answer.",
+    "This is my reasoning.</think>\nThis is my answer.",
+    "This is my reasoning.</think>This is my answer.",
+    "This<think>is my reasoning.</think>\nThis is my answer.",
+    "<think>This is<think>my reasoning.</think></think>This is my answer.",
+    "<think>This is</think>\nmy\n<think>reasoning.</think>\nThis is my answer.",
+]
+# open-r1: huggingface/open-r1 tests/test_rewards.py (commit 69ae7d4b): test_format_reward_correct,
+# test_format_reward_incorrect, test_format_reward_specific_multiline and the tag_count tests, verbatim.
+OPEN_R1_CORRECT = [
+    "<think>\nSome reasoning\n</think>\n<answer>\nThe answer\n</answer>",
+    "<think>\nI will count each distinct object in the image:\n1. Purple scooter\n2. Red bicycle\n3. Green motorcycle"
+    "\n4. Gray sedan\n5. Yellow school bus\n6. Small green double-decker bus\n7. Small red car\n8. Small purple car\n"
+    "9. Small gray dirt bike\n\nThere are 9 distinct objects in total.\n</think>\n<answer>\n9\n</answer>",
+]
+OPEN_R1_INCORRECT = [
+    "<think>Only thinking</think>",
+    "<answer>Only answer</answer>",
+    "No tags at all",
+    "<think>Missing closing</think><answer>Missing closing",
+    "<think>Wrong order</answer><answer>Wrong order</think>",
+]
+OPEN_R1_TAG_COUNT = [
+    ("<think>\nSome reasoning\n</think>\n<answer>\nThe answer\n</answer>", 1.0),
+    ("Some reasoning\n</think>\n<answer>\nThe answer\n</answer>", 0.75),
+    ("<think>\nSome reasoning\n<answer>\nThe answer\n</answer>", 0.75),
+    ("<think>\nSome reasoning\n</think>\nThe answer\n</answer>", 0.75),
+    ("<think>\nSome reasoning\n</think>\n<answer>\nThe answer", 0.75),
+    ("Some reasoning\nThe answer", 0.0),
+]
+
+
+def values(texts: list[str], **params) -> list[float]:
+    return FormatTags(**params)(texts)
+
+
+def test_trl_think_mode_agrees_with_trl_on_trls_own_cases() -> None:
+    from trl.rewards import think_format_reward
+
+    texts = TRL_VALID + TRL_INVALID
+    expected = [1.0] * len(TRL_VALID) + [0.0] * len(TRL_INVALID)  # TRL's published expectations
+    assert think_format_reward([[{"content": t}] for t in texts]) == expected  # the installed function agrees
+    assert values(texts, mode="trl_think") == expected
+
+
+def test_open_r1_mode_agrees_with_open_r1s_own_cases() -> None:
+    assert values(OPEN_R1_CORRECT, mode="open_r1") == [1.0] * len(OPEN_R1_CORRECT)
+    assert values(OPEN_R1_INCORRECT, mode="open_r1") == [0.0] * len(OPEN_R1_INCORRECT)
+    result = score(OPEN_R1_INCORRECT[0], mode="open_r1")
+    assert result.info == {"problems": ["does not match open-r1's format_reward pattern"]}
+
+
+@pytest.mark.parametrize("text, expected", OPEN_R1_TAG_COUNT)
+def test_tag_count_mode_agrees_with_open_r1s_own_cases(text: str, expected: float) -> None:
+    result = score(text, mode="tag_count")
+    assert result.value == expected
+    assert bool(result.info.get("problems")) == (expected < 1.0)
+
+
+# The issue's table (issue 9, item 7): open-r1's format_reward, the default, and only_tags.
+ISSUE_TABLE = [
+    ("<think>r</think><answer>C</answer>", 0.0, 1.0, 1.0),
+    ("preamble <think>\nr\n</think>\n<answer>\nC\n</answer>", 0.0, 1.0, 0.0),
+    ("<think>\n\n</think>\n<answer>\nC\n</answer>", 1.0, 0.0, 0.0),
+    ("<think>\nr\n</think>\n<answer>\nC\n</answer>\n<answer>\nD\n</answer>", 1.0, 0.0, 0.0),
+    ("<think>\nr\n</think>\n<answer>\nC\n</answer>\ntrailing", 1.0, 1.0, 0.0),
+]
+
+
+@pytest.mark.parametrize("text, open_r1, default, only_tags", ISSUE_TABLE)
+def test_the_issue_table(text: str, open_r1: float, default: float, only_tags: float) -> None:
+    assert score(text, mode="open_r1").value == open_r1 == float(bool(OPEN_R1_REGEX.match(text)))
+    assert score(text).value == default
+    assert score(text, only_tags=True).value == only_tags
+
+
+# open-r1 is not installable (not on PyPI), so the fuzz below compares with its one-line pattern,
+# copied from huggingface/open-r1 src/open_r1/rewards.py::format_reward; TRL's runs for real.
+OPEN_R1_REGEX = re.compile(r"^<think>\n.*?\n</think>\n<answer>\n.*?\n</answer>$", re.DOTALL | re.MULTILINE)
+SOUP_TOKENS = ["<think>", "</think>", "<answer>", "</answer>", "\n", "r", " ", "C", "<", ">", "x\ny"]
+# open-r1's delimiters whole, or the soup would almost never match its pattern
+DELIMITERS = ["<think>\n", "\n</think>\n<answer>\n", "\n</answer>", "\n</answer>\n", "\n</think>\n", "\n<answer>\n"]
+SOUP = st.tuples(st.booleans(), st.lists(st.sampled_from(SOUP_TOKENS + DELIMITERS), max_size=12)).map(
+    lambda t: ("<think>\n" if t[0] else "") + "".join(t[1])
+)
+
+
+@settings(deadline=None, max_examples=1000, suppress_health_check=[HealthCheck.too_slow])
+@given(SOUP)
+def test_compatibility_modes_match_the_peers_on_tag_soup(text: str) -> None:
+    from trl.rewards import think_format_reward
+
+    assert open_r1_format(text) == bool(OPEN_R1_REGEX.match(text)), text
+    assert trl_think_format(text) == bool(think_format_reward([[{"content": text}]])[0]), text
+    credit = sum(0.25 for t in ("<think>\n", "\n</think>\n", "\n<answer>\n", "\n</answer>") if text.count(t) == 1)
+    assert tag_count_credit(text)[0] == credit
+
+
+def test_modes_generalise_to_other_tags_and_reject_only_tags() -> None:
+    text = "<reasoning>\nr\n</reasoning>\n<answer>\nC\n</answer>"
+    assert values([text], tags=("reasoning", "answer"), mode="open_r1") == [1.0]
+    assert values([text], tags=("reasoning", "answer"), mode="tag_count") == [1.0]
+    assert values(["<reasoning>r</reasoning> C"], tags=("reasoning", "answer"), mode="trl_think") == [1.0]
+    three = "<a>\n1\n</a>\n<b>\n2\n</b>\n<c>\n3\n</c>"
+    assert values([three, three.replace("</b>", "")], tags=("a", "b", "c"), mode="open_r1") == [1.0, 0.0]
+    assert values([three.replace("<b>", "")], tags=("a", "b", "c"), mode="tag_count") == [pytest.approx(5 / 6)]
+    with pytest.raises(SpecError, match="only_tags applies to mode 'strict', not 'open_r1'"):
+        FormatTags(mode="open_r1", only_tags=True)
+    with pytest.raises(SpecError, match="mode"):
+        FormatTags(mode="regex")
+
+
+@pytest.mark.parametrize("mode", ["open_r1", "trl_think", "tag_count"])
+def test_compatibility_modes_are_linear(mode: str) -> None:
+    hostile = [
+        "<think>\n" + "\n</think>\n<answer" * 200_000,
+        "<think>\n" + "\n" * 1_000_000 + "</answer>",
+        "<think>" + "</think>" * 200_000,
+    ]
+    start = time.perf_counter()
+    FormatTags(mode=mode)(hostile)
+    assert time.perf_counter() - start < 1.0

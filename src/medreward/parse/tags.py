@@ -22,7 +22,18 @@ from functools import lru_cache
 from itertools import pairwise
 from typing import NamedTuple
 
-__all__ = ["FormatCheck", "Section", "TaggedText", "extract_section", "format_problems", "parse_tags", "section_content"]
+__all__ = [
+    "FormatCheck",
+    "Section",
+    "TaggedText",
+    "extract_section",
+    "format_problems",
+    "open_r1_format",
+    "parse_tags",
+    "section_content",
+    "tag_count_credit",
+    "trl_think_format",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +277,80 @@ def _token_starts(text: str, table: _TagTokens) -> list[int] | None:
             starts.append(offset)
         offset += len(piece)
     return starts
+
+
+# -- the peers' format checks, reproduced exactly without their regular expressions ---------------
+def open_r1_format(text: str, tags: tuple[str, ...] = ("think", "answer")) -> bool:
+    r"""Whether open-r1's ``format_reward`` would pay ``text`` (its tags generalised to ``tags``).
+
+    open-r1 (``src/open_r1/rewards.py``) matches ``^<think>\n.*?\n</think>\n<answer>\n.*?\n</answer>$``
+    with ``re.DOTALL | re.MULTILINE``: the text starts with ``<think>\n``; each later delimiter
+    (``\n</think>\n<answer>\n``, then ``\n</answer>``) occurs somewhere after the previous one,
+    with anything (other tags, nothing at all) in between; and the last is followed by the end
+    of the text or by a newline (``$`` under ``MULTILINE``), whatever comes after that. Taking
+    the first occurrence of each delimiter leaves the most room for the next, so this
+    ``str.find`` chain decides the same in linear time.
+
+    >>> open_r1_format("<think>\nr\n</think>\n<answer>\nC\n</answer>"), open_r1_format("<think>r</think><answer>C</answer>")
+    (True, False)
+    """
+    first = f"<{tags[0]}>\n"
+    if not text.startswith(first):
+        return False
+    at = len(first)
+    for before, after in pairwise(tags):
+        middle = f"\n</{before}>\n<{after}>\n"
+        found = text.find(middle, at)
+        if found == -1:
+            return False
+        at = found + len(middle)
+    last = f"\n</{tags[-1]}>"
+    if text.find(last + "\n", at) != -1:
+        return True
+    return text.endswith(last) and len(text) - len(last) >= at
+
+
+def trl_think_format(text: str, tag: str = "think") -> bool:
+    r"""Whether TRL's ``think_format_reward`` would pay ``text`` (its tag generalised to ``tag``).
+
+    TRL (``trl/rewards/format_rewards.py``) matches ``^<think>(?!.*<think>)(.*?)</think>.*$`` with
+    ``re.DOTALL | re.MULTILINE``: the text starts with ``<think>``, no second ``<think>`` follows,
+    and a ``</think>`` does; what follows it, and whether the reasoning is empty, do not matter.
+
+    >>> trl_think_format("<think>r</think>answer"), trl_think_format("x<think>r</think>")
+    (True, False)
+    """
+    opening = f"<{tag}>"
+    return (
+        text.startswith(opening) and text.find(opening, len(opening)) == -1 and text.find(f"</{tag}>", len(opening)) != -1
+    )
+
+
+def tag_count_credit(text: str, tags: tuple[str, ...] = ("think", "answer")) -> tuple[float, list[str]]:
+    r"""open-r1's ``tag_count_reward``: partial credit for each delimiter that occurs exactly once,
+    and what is wrong with the others.
+
+    For ``("think", "answer")`` the delimiters are open-r1's four, worth 0.25 each:
+    ``<think>\n``, ``\n</think>\n``, ``\n<answer>\n`` and ``\n</answer>``. With other tags: the
+    first opening tag with a newline after it, the last closing tag with one before it, every
+    other tag with a newline on both sides; each worth ``1 / (2 × len(tags))``.
+
+    >>> tag_count_credit("<think>\nr\n</think>\n<answer>\nC\n</answer>")
+    (1.0, [])
+    >>> tag_count_credit("r\n</think>\n<answer>\nC\n</answer>")
+    (0.75, ["'<think>\\n' appears 0× (expected once)"])
+    """
+    tokens = []
+    last = len(tags) - 1
+    for k, tag in enumerate(tags):
+        tokens.append(f"<{tag}>\n" if k == 0 else f"\n<{tag}>\n")
+        tokens.append(f"\n</{tag}>" if k == last else f"\n</{tag}>\n")
+    problems = []
+    for token in tokens:
+        n = text.count(token)
+        if n != 1:
+            problems.append(f"{token!r} appears {n}× (expected once)")
+    return (len(tokens) - len(problems)) / len(tokens), problems
 
 
 @dataclass(frozen=True, slots=True)
