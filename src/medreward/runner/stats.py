@@ -52,6 +52,7 @@ class RunStats:
     reward_sq: float = 0.0
     seconds: float = 0.0
     abandoned_threads: int = 0
+    restarted_workers: int = 0  # worker processes replaced after a death or a deadline
 
     @classmethod
     def empty(cls, names: tuple[str, ...]) -> RunStats:
@@ -100,6 +101,7 @@ class RunStats:
         self.reward_sum += other.reward_sum
         self.reward_sq += other.reward_sq
         self.abandoned_threads += other.abandoned_threads
+        self.restarted_workers += other.restarted_workers
 
     def to_dict(self) -> dict:
         return {

@@ -8,8 +8,11 @@ on with the rest of the batch on a fresh worker.
 
 Python cannot kill a thread: an abandoned worker keeps running until its call returns.
 A sleeping or I/O-bound component costs nothing meanwhile; a CPU-bound runaway keeps
-a core busy. With worker processes (``Scorer(workers=N)``) a worker that abandoned a
-thread is retired after its chunk (see ``runner.pool``), which reclaims it.
+a core busy, and a call that holds the GIL (a catastrophic regular expression in ``re``)
+stops the watchdog itself, so its limit is not enforced. With worker processes under
+thread isolation, a worker that abandoned a thread is retired after its chunk, which
+reclaims the core; ``Scorer(isolation="process")`` enforces limits on anything by killing
+the worker (see ``runner.scorer``).
 """
 
 from __future__ import annotations
@@ -105,9 +108,9 @@ def run_with_deadline(
                 progress.index = i
                 try:
                     attempt[i] = fn(items[i])
-                except (KeyboardInterrupt, SystemExit):
-                    raise
                 except BaseException as exc:  # noqa: BLE001 - isolated per item; math-verify raises BaseException
+                    # (a real Ctrl-C reaches the main thread, not this one: SystemExit and
+                    # KeyboardInterrupt here were raised by the component)
                     # only the message is used: dropping the traceback frees the frames (and their
                     # rollouts) now, not at the next cyclic GC, which scoring pauses
                     attempt[i] = exc.with_traceback(None)

@@ -1,0 +1,69 @@
+"""runner.pool.ProcessMap on its own: an ordered process map that knows nothing of scoring."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+
+import pytest
+from faulty_components import sleeps_armed, squares_unless_13
+
+from medreward.runner.pool import Failed, ProcessMap, WorkerStartError
+
+
+def run(tasks, **options):
+    with ProcessMap(squares_unless_13, 2, **options) as pool:
+        return list(pool.map(tasks)), pool.restarts
+
+
+def test_results_come_back_in_input_order():
+    tasks = [[i, i + 100] for i in range(0, 40, 2)]
+    out, restarts = run(tasks)
+    assert [t for t, _ in out] == tasks
+    assert [r for _, r in out] == [[a * a, b * b] for a, b in tasks]
+    assert restarts == 0
+
+
+def test_a_task_that_kills_its_worker_is_bisected_to_the_culprit():
+    tasks = [list(range(0, 16)), list(range(16, 32))]
+    out, restarts = run(tasks)
+    # the first task is cut into pieces until 13 stands alone; every other item keeps its result
+    pieces = [t for t, _ in out]
+    assert [x for piece in pieces for x in piece] == list(range(32))
+    results = dict(zip(map(tuple, pieces), (r for _, r in out)))
+    assert results[(13,)] == Failed("died", "a worker process died while running this item (twice)")
+    scored = {x: y for piece, r in results.items() if not isinstance(r, Failed) for x, y in zip(piece, r)}
+    assert scored == {x: x * x for x in range(32) if x not in (7, 13)}
+    assert results[(7,)].kind == "error" and "ValueError: seven" in results[(7,)].message
+    # 16 -> 8 -> 4 -> 2 -> 1 items: four deaths while bisecting, then 13 alone dies twice
+    assert restarts == 6
+
+
+def test_a_task_that_cannot_be_pickled_is_bisected_without_a_worker():
+    lock = threading.Lock()
+    with pytest.raises(TypeError):
+        pickle.dumps(lock)
+    out, _ = run([[1, 2, lock, 3]])
+    # halves: [1, 2] travels; [lock, 3] does not, so it is halved again
+    assert [t for t, _ in out] == [[1, 2], [lock], [3]]
+    assert out[0][1] == [1, 4] and out[2][1] == [9]
+    assert out[1][1].kind == "unsendable" and "pickle" in out[1][1].message
+
+
+def test_an_expired_deadline_kills_the_worker_and_the_task_is_amended():
+    amended = []
+
+    def amend(task, index, tag):
+        amended.append((list(task), index, tag))
+        return [0 if i == index else s for i, s in enumerate(task)]
+
+    with ProcessMap(sleeps_armed, 1, amend=amend) as pool:
+        out = list(pool.map([[0, 30, 0]]))
+        assert pool.restarts == 1
+    assert amended == [([0, 30, 0], 1, 5)]
+    assert out == [([0, 0, 0], [0, 0, 0])]
+
+
+def test_a_failing_initializer_is_reported_not_retried():
+    with pytest.raises(WorkerStartError, match="ZeroDivisionError"):
+        run([[1]], initializer=divmod, initargs=(1, 0))
