@@ -84,7 +84,9 @@ def test_the_cases_are_not_all_alike():
 @pytest.mark.parametrize(
     "module",
     [
-        "medreward.integrations._common",
+        "medreward.integrations.registry",
+        "medreward.integrations.references",
+        "medreward.integrations.verl",
         "medreward.integrations.trl",
         "medreward.integrations.verl",
         "medreward.integrations.openrlhf",

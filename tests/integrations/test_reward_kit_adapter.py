@@ -97,7 +97,7 @@ def test_evaluate_pointwise(monkeypatch):
     assert evaluate(messages, ground_truth={"substances": ["opioids"]}, spec="toxicology") == res
     # reward-kit's server defaults ground_truth to messages[:-1]: that is no reference
     res = evaluate(messages, ground_truth=messages[:-1], spec="toxicology")
-    assert res["score"] == pytest.approx(0.1) and res["is_score_valid"] is True
+    assert res["score"] == 0.0 and res["is_score_valid"] is False and res["reason"].startswith("not_applicable")
     # no response at all
     res = evaluate([], ground_truth="opioids", spec="toxicology")
     assert res["is_score_valid"] is False and "no response" in res["error"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from medreward import Status
-from medreward.integrations._common import get_scorer
+from medreward.integrations import get_scorer
 
 SPEC = {
     "name": "shared-sleepy",

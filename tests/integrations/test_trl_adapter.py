@@ -17,6 +17,7 @@ from medreward.integrations.trl import (
     TRLReward,
     async_reward_func,
     reward_func,
+    reward_func_by_task,
     reward_funcs_per_component,
 )
 
@@ -151,10 +152,12 @@ def test_malformed_reference_spoils_only_its_sample(caplog):
 def test_missing_reference_columns_warn_and_leave_answer_not_applicable(caplog):
     with caplog.at_level(logging.WARNING, logger="medreward"):
         out, rec = call(reward_func("toxicology"), [GOOD, NO_TAGS], unrelated=[1, 2])
-    assert out == [pytest.approx(0.1), 0.0]  # format only: substances is not applicable
+    assert out == [None, None]  # substances (required) does not apply: no format-only reward
     assert "none of the reference columns" in caplog.text
-    assert rec.metrics["medreward/substances/frac_not_applicable"] == [1.0]
-    assert "medreward/substances/mean" not in rec.metrics  # no value to average: not logged as 0
+    assert "2 of 2 samples are not_applicable" in caplog.text and "substances" in caplog.text
+    assert rec.metrics["medreward/toxicology/substances/frac_not_applicable"] == [1.0]
+    assert "medreward/toxicology/substances/mean" not in rec.metrics  # no value to average: not logged as 0
+    assert rec.metrics["medreward/medreward_toxicology/frac_not_applicable"] == [1.0]
 
 
 @pytest.mark.parametrize(
@@ -175,9 +178,9 @@ def test_metrics_and_extra_columns():
     out, rec = call(reward_func("toxicology"), [GOOD, HALF, NO_TAGS, None], substances=[["opioids"]] * 4)
     assert out[3] is None
     m = {k: v[0] for k, v in rec.metrics.items()}
-    assert m["medreward/format/mean"] == pytest.approx(2 / 3)  # three scored samples, two formatted
-    assert m["medreward/substances/mean"] == pytest.approx((1 + 2 / 3 + 0) / 3)  # no <answer>: 0
-    assert m["medreward/substances/frac_error"] == 0.0  # the None completion never reached components
+    assert m["medreward/toxicology/format/mean"] == pytest.approx(2 / 3)  # three scored samples, two formatted
+    assert m["medreward/toxicology/substances/mean"] == pytest.approx((1 + 2 / 3 + 0) / 3)  # no <answer>: 0
+    assert m["medreward/toxicology/substances/frac_error"] == 0.0  # the None completion never reached components
     assert m["medreward/medreward_toxicology/frac_error"] == 0.25
     assert m["medreward/medreward_toxicology/frac_none"] == 0.25
     assert m["medreward/medreward_toxicology/frac_timeout"] == 0.0
@@ -195,8 +198,8 @@ def test_errors_and_timeouts_give_none_and_one_warning(caplog):
     assert out == [2.5, None, None]  # 1 + 1 + 0.5
     assert "2 of 3 samples got no reward (error: 1, timeout: 1)" in caplog.text
     m = {k: v[0] for k, v in rec.metrics.items()}
-    assert m["medreward/raises/frac_error"] == pytest.approx(1 / 3)
-    assert m["medreward/sleeps/frac_timeout"] == pytest.approx(1 / 3)
+    assert m["medreward/faulty/raises/frac_error"] == pytest.approx(1 / 3)
+    assert m["medreward/faulty/sleeps/frac_timeout"] == pytest.approx(1 / 3)
 
 
 def test_per_component_funcs_recombine_to_the_spec_reward():
@@ -276,7 +279,7 @@ def test_async_variant_is_detected_and_agrees():
             log_metric=rec.log_metric, log_extra=rec.log_extra)
     )
     assert out == call(reward_func("toxicology"), [GOOD, HALF, None], substances=[["opioids"]] * 3)[0]
-    assert "medreward/format/mean" in rec.metrics
+    assert "medreward/toxicology/format/mean" in rec.metrics
 
 
 def test_trl_name_helper_uses_our_name():
@@ -284,3 +287,97 @@ def test_trl_name_helper_uses_our_name():
     assert utils.get_callable_name(reward_func("toxicology")) == "medreward_toxicology"
     funcs, _ = reward_funcs_per_component("mcq")
     assert [utils.get_callable_name(f) for f in funcs] == ["medreward_mcq_format", "medreward_mcq_choice"]
+
+
+# -- issue 9, item 1: completion_ids reach the components ------------------------------------------
+OVERLONG = {"name": "overlong", "components": [{"name": "length", "kind": "length", "params": {
+    "mode": "overlong", "unit": "tokens", "max_length": 100, "cache_length": 20}}]}
+
+
+def test_completion_ids_drive_token_length_exactly_as_trl_does():
+    trl_rewards = pytest.importorskip("trl.rewards", reason="trl (the `train` extra) is not installed")
+    ids = [[1] * 90, [1] * 200, [1] * 80, [1] * 81, [], [1] * 100]
+    texts = ["a b c", "x " * 10, "y", "z", "", "w"]  # word counts that would all score 0.0
+    ours = reward_func(OVERLONG)(prompts=["p"] * len(ids), completions=texts, completion_ids=ids)
+    trl = trl_rewards.get_soft_overlong_punishment(max_completion_len=100, soft_punish_cache=20)(completion_ids=ids)
+    assert ours[:2] == [-0.5, -1.0]  # the issue's reproduction
+    assert ours == pytest.approx(trl, abs=1e-12)
+    # the async variant and the per-component functions pass them on too
+    assert asyncio.run(async_reward_func(OVERLONG)(prompts=["p"] * 6, completions=texts, completion_ids=ids)) == ours
+    [per] = reward_funcs_per_component(OVERLONG).reward_funcs
+    assert per(prompts=["p"] * 6, completions=texts, completion_ids=ids) == ours
+
+
+def test_completion_ids_must_align_with_completions():
+    with pytest.raises(ValueError, match="completion_ids"):
+        reward_func(OVERLONG)(prompts=["p", "p"], completions=["a", "b"], completion_ids=[[1]])
+
+
+# -- issue 9, item 4: one callable for a dataset that mixes tasks -----------------------------------
+MCQ_OK = "<think>naloxone reverses opioids</think><answer>B</answer>"
+MIXED = {
+    "completions": [GOOD, MCQ_OK, HALF, "<think>x</think><answer>C</answer>"],
+    "task": ["toxicology", "mcq", "toxicology", "mcq"],
+    "reference": ['["opioids"]', "B", '{"substances": ["opioids"]}', "B"],
+}
+
+
+def test_two_reward_funcs_on_mixed_rows_overpay_but_the_router_does_not():
+    prompts = ["p"] * 4
+    tox, mcq = reward_func("toxicology"), reward_func("mcq")
+    separate = [tox(prompts=prompts, completions=MIXED["completions"], reference=MIXED["reference"]),
+                mcq(prompts=prompts, completions=MIXED["completions"], reference=MIXED["reference"])]
+    # TRL sums the two columns with nansum; each spec's required answer component keeps it off the
+    # other task's rows (None there: the issue's 1.1 was a format-only reward on a foreign row)
+    trl_sum = [sum(v for v in pair if v is not None) for pair in zip(*separate)]
+    assert [None in pair for pair in zip(*separate)] == [True] * 4
+    routed = reward_func_by_task(["toxicology", "mcq"])
+    out, rec = call(routed, MIXED["completions"], task=MIXED["task"], reference=MIXED["reference"])
+    expected = [Scorer(t).score([{"completion": c, "reference": r}])[0].reward for t, c, r in zip(
+        MIXED["task"], MIXED["completions"], [{"substances": ["opioids"]}, {"answer": "B"},
+                                               {"substances": ["opioids"]}, {"answer": "B"}])]
+    assert out == expected == [1.0, 1.0, pytest.approx(0.1 + 0.9 * 2 / 3), pytest.approx(0.1)]
+    assert trl_sum == pytest.approx(out)
+    # metrics are namespaced by spec: two specs' `format` do not average into one key
+    assert rec.metrics["medreward/toxicology/format/mean"] == [1.0]
+    assert rec.metrics["medreward/mcq/format/mean"] == [1.0]
+    assert rec.metrics["medreward/toxicology/substances/mean"] == [pytest.approx((1 + 2 / 3) / 2)]
+    assert rec.metrics["medreward/mcq/choice/mean"] == [0.5]
+    assert "medreward/format/mean" not in rec.metrics
+    assert rec.metrics["medreward/medreward_by_task/frac_none"] == [0.0]
+    assert rec.extra["medreward_by_task/status"] == ["ok"] * 4
+
+
+def test_router_reads_per_task_columns_and_completion_ids():
+    spec = {"name": "tox_len", "components": [
+        {"name": "substances", "kind": "multilabel", "params": {"vocabulary": "toxicology", "field": "substances"}},
+        {"name": "length", "kind": "length", "weight": 0.5,
+         "params": {"mode": "overlong", "unit": "tokens", "max_length": 100, "cache_length": 20}}]}
+    routed = reward_func_by_task({"tox": spec, "mcq": "mcq"})
+    out = routed(prompts=["p"] * 3, completions=[GOOD, MCQ_OK, GOOD], completion_ids=[[1] * 90, [1], [1] * 10],
+                 task=["tox", "mcq", "tox"], substances=[["opioids"], None, ["ethanol"]], answer=[None, "B", None])
+    assert out == [1.0 - 0.25, 1.0, 0.0]
+
+
+def test_router_rejects_unknown_or_missing_tasks_clearly():
+    from medreward.integrations import UnknownDataSourceError
+
+    routed = reward_func_by_task(["toxicology"])
+    with pytest.raises(UnknownDataSourceError, match="mcq"):
+        routed(prompts=["p"], completions=[MCQ_OK], task=["mcq"], reference=["B"])
+    with pytest.raises(ValueError, match="column 'task'"):
+        routed(prompts=["p"], completions=[MCQ_OK], reference=["B"])
+    with pytest.raises(ValueError, match="row 0 has task None"):
+        routed(prompts=["p"], completions=[MCQ_OK], task=[None], reference=["B"])
+    # tasks=None accepts every registered name (presets and aliases)
+    assert reward_func_by_task()(prompts=["p"], completions=[MCQ_OK], task=["medqa"], reference=["B"]) == [1.0]
+
+
+def test_router_async_and_pickle():
+    routed = reward_func_by_task(["toxicology", "mcq"], asynchronous=True)
+    assert inspect.iscoroutinefunction(routed.__call__)
+    out = asyncio.run(routed(prompts=["p"] * 2, completions=[GOOD, MCQ_OK], task=["toxicology", "mcq"],
+                             reference=["opioids", "B"]))
+    assert out == [1.0, 1.0]
+    clone = pickle.loads(pickle.dumps(reward_func_by_task(["toxicology", "mcq"])))
+    assert clone(prompts=["p"], completions=[MCQ_OK], task=["mcq"], reference=["B"]) == [1.0]

@@ -116,9 +116,9 @@ def test_grpo_trainer_logs_medreward_rewards(tmp_path):
             "rewards/medreward_toxicology_async/mean",
             "rewards/medreward_toxicology_format/mean",
             "rewards/medreward_toxicology_substances/mean",
-            "medreward/format/mean",
-            "medreward/substances/mean",
-            "medreward/substances/frac_error",
+            "medreward/toxicology/format/mean",
+            "medreward/toxicology/substances/mean",
+            "medreward/toxicology/substances/frac_error",
             "medreward/medreward_toxicology/frac_none",
         ):
             assert key in entry, (key, sorted(entry))

@@ -92,7 +92,7 @@ def test_identical_key_set_for_every_sample_even_across_data_sources_and_failure
         ("mcq", MCQ_B, "B"),
         ("toxicology", None, "opioids"),  # no response
         ("toxicology", TOX_GOOD, '{"substances": ['),  # unreadable ground truth
-        ("toxicology", TOX_GOOD, None),  # no ground truth: answer not applicable, format still scores
+        ("toxicology", TOX_GOOD, None),  # no ground truth: the required answer does not apply
         ("toxicology", "", "opioids"),  # empty response: a wrong answer
         ("MCQ", "x" * 100_000, "A"),
     ]
@@ -102,10 +102,11 @@ def test_identical_key_set_for_every_sample_even_across_data_sources_and_failure
     table = {k: [r[k] for r in results] for k in first}
     for r in results:
         assert_float_dict(r, keys)
-    assert table["status_ok"] == [1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0]
+    assert table["status_ok"] == [1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0]
     assert table["status_error"] == [0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0]
-    assert table["score"][2:4] == [0.0, 0.0]  # the documented sentinel
-    assert table["score"][4] == pytest.approx(0.1)  # format only
+    assert table["status_not_applicable"] == [0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0]
+    assert table["score"][2:5] == [0.0, 0.0, 0.0]  # the documented sentinel: no format-only reward
+    assert table["format"][4] == 1.0
     assert table["choice"][0] == 0.0 and table["substances"][1] == 0.0  # not in that sample's spec
 
 

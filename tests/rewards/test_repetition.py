@@ -132,3 +132,44 @@ def test_params_and_pickle() -> None:
 
 def test_docstring_examples() -> None:
     assert doctest.testmod(repetition_module).failed == 0
+
+
+# -- n-grams over token ids (issue 9, item 1): TRL's own function is the oracle ---------------------
+def _trl_repetition(ngram_size: int, max_penalty: float):
+    rewards = pytest.importorskip("trl.rewards", reason="trl (the `train` extra) is not installed")
+    return rewards.get_repetition_penalty_reward(ngram_size=ngram_size, max_penalty=max_penalty)
+
+
+@settings(deadline=None, max_examples=150)
+@given(
+    st.lists(st.lists(st.integers(0, 6), max_size=30), min_size=1, max_size=6),
+    st.integers(1, 4),
+    st.floats(-2.0, 0.0),
+)
+def test_token_unit_agrees_with_trl_on_completion_ids(ids: list[list[int]], n: int, max_penalty: float) -> None:
+    trl_fn = _trl_repetition(n, max_penalty)
+    ours = Repetition(ngram_size=n, max_penalty=max_penalty, unit="tokens")
+    # the text is deliberately unrelated: with ids present, only the ids count
+    rollouts = [Rollout(completion="same same same same", extra={"completion_ids": row}) for row in ids]
+    got = [s.value for s in ours.score_batch(rollouts)]
+    assert got == pytest.approx(trl_fn(completion_ids=ids), abs=1e-12)
+    assert all(s.info["unit_source"] == "completion_ids" for s in ours.score_batch(rollouts))
+
+
+def test_token_unit_trl_docstring_example_and_word_fallback(caplog) -> None:
+    ours = Repetition(ngram_size=2, unit="tokens")
+    rollouts = [Rollout(completion="x", extra={"completion_ids": [1, 2, 3, 4]}),
+                Rollout(completion="x", extra={"completion_ids": [5, 5, 5, 5, 5]})]
+    assert [s.value for s in ours.score_batch(rollouts)] == [0.0, -0.75]  # TRL's documented example
+    with caplog.at_level("WARNING", logger="medreward"):
+        [fallback] = ours.score_batch([Rollout(completion="stop stop stop")])
+    assert fallback.value == pytest.approx(-0.5) and fallback.info["unit_source"] == "words"
+    assert "no 'completion_ids'" in caplog.text
+
+
+@pytest.mark.parametrize("bad", ["1 2 3", {"a": 1}, 7, [[1], [2]]])
+def test_token_unit_rejects_ids_that_are_not_ids(bad) -> None:
+    from medreward.errors import RecordError
+
+    with pytest.raises(RecordError, match="completion_ids"):
+        Repetition(unit="tokens").score_one(Rollout(completion="x", extra={"completion_ids": bad}))

@@ -48,18 +48,10 @@ from typing import Any
 import re2
 
 from medreward.errors import RecordError
-from medreward.integrations._common import (
-    STATUS_KEYS,
-    SpecLike,
-    bad_input,
-    check_component_keys,
-    coerce_reference,
-    flat_scores,
-    get_scorer,
-    resolve_spec,
-    to_builtin,
-    warn_failures,
-)
+from medreward.integrations.references import bad_input, coerce_reference, split_task, to_builtin
+from medreward.integrations.registry import SpecLike, UnknownDataSourceError, resolve_data_source, resolve_spec
+from medreward.integrations.results import STATUS_KEYS, check_component_keys, flat_scores, warn_failures
+from medreward.integrations.scorers import SharedScorer, get_scorer
 from medreward.parse.text import clean_surrogates
 
 __all__ = [
@@ -68,6 +60,7 @@ __all__ = [
     "END_TOKENS",
     "OpenRLHFReward",
     "PayloadError",
+    "ResponseSplitError",
     "handle_get_reward",
     "make_reward_func",
     "reward_func",
@@ -111,25 +104,40 @@ class PayloadError(ValueError):
     """A ``/get_reward`` request body that does not follow OpenRLHF's schema (HTTP 400/422)."""
 
 
-def split_response(query: str, prompt: str | None, *, end_tokens: Sequence[str] = END_TOKENS) -> str:
+class ResponseSplitError(ValueError):
+    """The response cannot be told apart from the prompt in a query: scoring the whole query
+    would score the prompt too (its system prompt's example tags, its wording)."""
+
+
+def split_response(
+    query: str, prompt: str | None, *, separator: str | None = None, end_tokens: Sequence[str] = END_TOKENS
+) -> str:
     """The response part of an OpenRLHF ``query`` (prompt + response, special tokens kept).
+
+    Tried in order: the query starts with ``prompt``; ``separator`` (the text that ends every
+    prompt, e.g. ``"Assistant:"`` of a plain input template: the response follows its
+    occurrence that ends the prompt); the prompt found again with whitespace ignored (decoding
+    may add a BOS token, merge or drop spaces); the last assistant marker of a known chat
+    template. With no prompt the whole query is the response. Otherwise
+    :class:`ResponseSplitError` — the prompt is never scored.
 
     >>> split_response("<s>[INST] Q [/INST] <answer>C</answer></s>", "other prompt")
     '<answer>C</answer>'
     >>> split_response("Q: x\\nA: <answer>C</answer><|im_end|>\\n<|endoftext|>", "Q: x\\nA: ")
+    '<answer>C</answer>'
+    >>> split_response("<s>Use <answer>X</answer>.  Q: x A:<answer>C</answer>", "Use <answer>X</answer>. Q: x A: ")
     '<answer>C</answer>'
     """
     # lone surrogates (invalid UTF-8) would break RE2 below; the Scorer replaces them the same way
     query = clean_surrogates(query)
     prompt = clean_surrogates(prompt) if prompt else prompt
     response: str | None = None
-    if prompt:
-        if query.startswith(prompt):
-            response = query[len(prompt):]
-        else:
-            at = query.rfind(prompt)
-            if at >= 0:
-                response = query[at + len(prompt):]
+    if prompt and query.startswith(prompt):
+        response = query[len(prompt):]
+    if response is None and separator:
+        response = _after_separator(query, prompt, separator)
+    if response is None and prompt:
+        response = _after_loose_prompt(query, prompt)
     if response is None:
         best = -1
         for marker in ASSISTANT_MARKERS:
@@ -139,8 +147,46 @@ def split_response(query: str, prompt: str | None, *, end_tokens: Sequence[str] 
         if best >= 0:
             response = query[best:].lstrip()  # the template's newline(s) / space after the marker
     if response is None:
-        response = query
+        if prompt and prompt.strip():
+            raise ResponseSplitError(
+                "the query does not contain the prompt (not even with whitespace ignored) and has no known "
+                "chat-template marker; pass separator= (the text that ends every prompt, e.g. 'Assistant:')"
+            )
+        response = query  # no prompt: the query is the response
     return _strip_end_tokens(response, end_tokens)
+
+
+def _after_separator(query: str, prompt: str | None, separator: str) -> str | None:
+    """The text after the separator that ends the prompt: its k-th occurrence when the prompt
+    holds it k times (a system prompt may quote it), else its last occurrence."""
+    k = prompt.count(separator) if prompt else 0
+    at = -1
+    if k:
+        for _ in range(k):
+            at = query.find(separator, at + 1)
+            if at < 0:
+                break
+    if at < 0:
+        at = query.rfind(separator)
+    return None if at < 0 else query[at + len(separator):].lstrip()
+
+
+def _after_loose_prompt(query: str, prompt: str) -> str | None:
+    """The text after the prompt's first occurrence in the query, whitespace ignored on both
+    sides (decoding may prepend a BOS token, collapse, add or drop spaces)."""
+    bare_prompt = "".join(prompt.split())
+    if not bare_prompt:
+        return None
+    at = "".join(query.split()).find(bare_prompt)
+    if at < 0:
+        return None
+    need = at + len(bare_prompt)  # non-whitespace characters up to the prompt's end
+    seen = 0
+    for word in re2.finditer(r"\S+", query):
+        if seen + len(word.group()) >= need:
+            return query[word.start() + need - seen:].lstrip()
+        seen += len(word.group())
+    return None
 
 
 @functools.lru_cache(maxsize=16)
@@ -164,10 +210,16 @@ def _strip_end_tokens(text: str, end_tokens: Sequence[str]) -> str:
 
 
 class OpenRLHFReward:
-    """A picklable OpenRLHF ``reward_func`` for one spec.
+    """A picklable OpenRLHF ``reward_func`` for one spec, or for several tasks routed by label.
 
     Args:
-        spec: preset / registered data source name, TOML path, dict or Spec.
+        spec: preset / registered data source name, TOML path, dict or Spec; with ``tasks``,
+            the spec of labels that name no task (``None``: such a label is an error).
+        tasks: multi-task runs: ``{task: spec}`` or task names (registered data sources). A
+            label that is a JSON object with a ``"task"`` key is scored by that task's spec
+            (:func:`~medreward.integrations.split_task`); a task not listed is an ``error``.
+        separator: the text that ends every prompt (e.g. ``"Assistant:"`` of a plain input
+            template), for queries that do not start with the prompt; see :func:`split_response`.
         failed_reward: ``rewards``/``scores`` value of samples without a reward.
         time_limit: seconds one component may spend on one sample.
         as_tensors: return torch tensors (``None``: when torch imports).
@@ -175,21 +227,50 @@ class OpenRLHFReward:
 
     def __init__(
         self,
-        spec: SpecLike,
+        spec: SpecLike | None = None,
         *,
+        tasks: Mapping[str, SpecLike] | Sequence[str] | None = None,
+        separator: str | None = None,
         failed_reward: float = 0.0,
         time_limit: float | None = 10.0,
         as_tensors: bool | None = None,
     ) -> None:
-        self.spec_source = resolve_spec(spec)
+        if isinstance(tasks, str):
+            raise TypeError("tasks must be a mapping {task: spec} or a list of task names, not one string")
+        self.spec_source = resolve_spec(spec) if spec is not None or tasks is None else None
+        if tasks is None:
+            self.tasks: dict[str, SpecLike] | None = None
+        elif isinstance(tasks, Mapping):
+            self.tasks = dict(tasks)
+        else:
+            self.tasks = {str(t): resolve_data_source(t) for t in tasks}
+        if separator is not None and (not isinstance(separator, str) or not separator):
+            raise ValueError(f"separator must be a non-empty string, got {separator!r}")
+        self.separator = separator
         self.failed_reward = float(failed_reward)
         self.time_limit = time_limit
         self.as_tensors = as_tensors
-        names = self._scorer().spec.component_names  # builds now: a bad spec fails at load time
-        check_component_keys(names)
+        names: dict[str, None] = {}
+        for source in self._sources():  # builds now: a bad spec fails at load time
+            names.update(dict.fromkeys(get_scorer(source, time_limit=time_limit).spec.component_names))
+        # one spec: its components in spec order; several: the sorted union (verl's rule)
+        self.component_keys = tuple(names) if self.tasks is None else tuple(sorted(names))
+        check_component_keys(self.component_keys)
 
-    def _scorer(self):
-        return get_scorer(self.spec_source, time_limit=self.time_limit)
+    def _sources(self) -> list[SpecLike]:
+        sources = list((self.tasks or {}).values())
+        return sources if self.spec_source is None else [self.spec_source, *sources]
+
+    def _scorer(self, task: str | None) -> SharedScorer:
+        if task is None:
+            if self.spec_source is None:
+                raise RecordError(f"label names no task (give it as {{\"task\": ..., ...}}); tasks: {sorted(self.tasks or {})}")
+            return get_scorer(self.spec_source, time_limit=self.time_limit)
+        if self.tasks is None:
+            raise RecordError("label names a task, but this reward function has no tasks= to route by")
+        if task not in self.tasks:
+            raise RecordError(str(UnknownDataSourceError(task, sorted(self.tasks))))
+        return get_scorer(self.tasks[task], time_limit=self.time_limit)
 
     def __call__(self, queries: Sequence[str], prompts: Sequence[str] | None = None,
                  labels: Sequence[Any] | None = None, **kwargs: Any) -> dict[str, Any]:
@@ -211,33 +292,51 @@ class OpenRLHFReward:
                 f"queries, prompts and labels must be lists of the same length, got "
                 f"{n}, {_length(prompts)} and {_length(labels)}"
             )
-        scorer = self._scorer()
-        items: list[Any] = []
-        for query, prompt, label in zip(queries, prompts, labels, strict=True):
-            if not isinstance(query, str):
-                items.append(bad_input(f"query must be text, got {type(query).__name__}", {"query": query}))
-                continue
-            response = split_response(query, prompt if isinstance(prompt, str) else None)
-            try:
-                reference = coerce_reference(label, scorer.spec)
-            except RecordError as exc:
-                items.append(bad_input(f"label: {exc}", {"completion": response}))
-                continue
-            items.append({"prompt": prompt if isinstance(prompt, str) else "", "completion": response,
-                          "reference": reference})
-        records, _ = scorer.score(items)
-        warn_failures(f"openrlhf/{scorer.spec.name}", records, every=_WARN_EVERY)
-        flats = [flat_scores(r, scorer.spec.component_names, failed_score=self.failed_reward) for r in records]
+        default = None if self.spec_source is None else get_scorer(self.spec_source, time_limit=self.time_limit)
+        groups: dict[int, tuple[SharedScorer, list[int], list[Any]]] = {}
+        for i, (query, prompt, label) in enumerate(zip(queries, prompts, labels, strict=True)):
+            scorer, item = self._item(query, prompt, label, default)
+            _, where, items = groups.setdefault(id(scorer), (scorer, [], []))
+            where.append(i)
+            items.append(item)
+        flats: list[dict[str, float]] = [{}] * n
+        for scorer, where, items in groups.values():
+            records, _ = scorer.score(items)
+            warn_failures(f"openrlhf/{scorer.spec.name}", records, every=_WARN_EVERY)
+            for i, record in zip(where, records, strict=True):
+                flats[i] = flat_scores(record, self.component_keys, failed_score=self.failed_reward)
         rewards = [f["score"] for f in flats]
-        log_keys = [*STATUS_KEYS, *scorer.spec.component_names]
         return {
             "rewards": rewards,
             "scores": list(rewards),
-            "extra_logs": {key: [f[key] for f in flats] for key in log_keys},
+            "extra_logs": {key: [f[key] for f in flats] for key in (*STATUS_KEYS, *self.component_keys)},
         }
 
+    def _item(self, query: Any, prompt: Any, label: Any, default: SharedScorer | None) -> tuple[SharedScorer, Any]:
+        """The scorer of one sample and what it scores (a record, or the error it is)."""
+        fallback = default or get_scorer(next(iter(self._sources())), time_limit=self.time_limit)
+        if not isinstance(query, str):
+            return fallback, bad_input(f"query must be text, got {type(query).__name__}", {"query": query})
+        prompt = prompt if isinstance(prompt, str) else None
+        try:
+            response = split_response(query, prompt, separator=self.separator)
+        except ResponseSplitError as exc:
+            return fallback, bad_input(f"query: {exc}", {"query": query[:500]})
+        try:
+            task, ground_truth = split_task(label) if self.tasks is not None else (None, label)
+            scorer = self._scorer(task)
+        except RecordError as exc:
+            return fallback, bad_input(f"label: {exc}", {"completion": response})
+        try:
+            reference = coerce_reference(ground_truth, scorer.reference_keys)
+        except RecordError as exc:
+            return scorer, bad_input(f"label: {exc}", {"completion": response})
+        return scorer, {"prompt": prompt or "", "completion": response, "reference": reference}
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(spec={self.spec_source!r})"
+        if self.tasks is None:
+            return f"{type(self).__name__}(spec={self.spec_source!r})"
+        return f"{type(self).__name__}(spec={self.spec_source!r}, tasks={sorted(self.tasks)!r})"
 
 
 def _length(value: Any) -> Any:
@@ -265,7 +364,16 @@ def _tensorize(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_reward_func(spec: SpecLike | None = None, **options: Any) -> OpenRLHFReward:
-    """An OpenRLHF ``reward_func`` bound to ``spec`` (default: ``$MEDREWARD_SPEC`` / :data:`DEFAULT_SPEC`)."""
+    """An OpenRLHF ``reward_func`` bound to ``spec`` (default: ``$MEDREWARD_SPEC`` / :data:`DEFAULT_SPEC`),
+    or with ``tasks=`` routing each label to its task's spec; options as in :class:`OpenRLHFReward`.
+
+    >>> fn = make_reward_func(tasks=["toxicology", "mcq"], as_tensors=False)
+    >>> fn(["<answer>opioids</answer>", "<answer>B</answer>"], ["", ""],
+    ...    ['{"task": "toxicology", "substances": ["opioids"]}', '{"task": "mcq", "answer": "B"}'])["rewards"]
+    [0.9, 0.9]
+    """
+    if options.get("tasks") is not None and spec is None:
+        return OpenRLHFReward(None, **options)
     return OpenRLHFReward(resolve_spec(spec, default=DEFAULT_SPEC), **options)
 
 
@@ -276,7 +384,7 @@ def reward_func(queries: Sequence[str], prompts: Sequence[str], labels: Sequence
     OpenRLHF only logs an exception from here at INFO level and then fails later with an
     unrelated message, so configuration errors are also logged at ERROR level.
     """
-    options = {k: kwargs[k] for k in ("failed_reward", "time_limit", "as_tensors") if k in kwargs}
+    options = {k: kwargs[k] for k in ("failed_reward", "time_limit", "as_tensors", "separator", "tasks") if k in kwargs}
     try:
         fn = make_reward_func(kwargs.get("spec"), **options)
     except Exception:
@@ -286,7 +394,7 @@ def reward_func(queries: Sequence[str], prompts: Sequence[str], labels: Sequence
 
 
 def handle_get_reward(payload: Mapping[str, Any], *, spec: SpecLike | None = None,
-                      failed_reward: float = 0.0) -> dict[str, Any]:
+                      failed_reward: float = 0.0, **options: Any) -> dict[str, Any]:
     """The ``POST /get_reward`` handler of OpenRLHF's HTTP reward protocol, minus the server.
 
     Request ``{"query": [str], "prompts": [str], "labels": [str]}`` (``prompts`` and
@@ -301,5 +409,6 @@ def handle_get_reward(payload: Mapping[str, Any], *, spec: SpecLike | None = Non
         raise PayloadError(f"the request body must be a JSON object, got {type(payload).__name__}")
     if "query" not in payload:
         raise PayloadError(f"the request body has no 'query' (keys: {sorted(payload)})")
-    fn = OpenRLHFReward(resolve_spec(spec, default=DEFAULT_SPEC), failed_reward=failed_reward, as_tensors=False)
+    options.update(failed_reward=failed_reward, as_tensors=False)
+    fn = make_reward_func(spec, **options)
     return fn.score_lists(payload["query"], payload.get("prompts"), payload.get("labels"))

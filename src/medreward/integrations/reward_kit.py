@@ -37,15 +37,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from medreward.errors import RecordError
-from medreward.integrations._common import (
-    SpecLike,
-    bad_input,
-    coerce_reference,
-    get_scorer,
-    resolve_spec,
-    to_builtin,
-    warn_failures,
-)
+from medreward.integrations.references import bad_input, coerce_reference, to_builtin
+from medreward.integrations.registry import SpecLike, resolve_spec
+from medreward.integrations.results import warn_failures
+from medreward.integrations.scorers import get_scorer
 from medreward.parse.text import TextTypeError
 from medreward.records import ScoredRecord, Status, message_text
 
@@ -199,7 +194,7 @@ def evaluate(messages: Sequence[Any], ground_truth: Any = None, **kwargs: Any) -
         completion = msgs[-1].get("content")  # kept as it came: the scorer rejects it with a clear status
     try:
         item: Any = {"prompt": msgs[:-1], "completion": completion,
-                     "reference": coerce_reference(_ground_truth(ground_truth), scorer.spec)}
+                     "reference": coerce_reference(_ground_truth(ground_truth), scorer.reference_keys)}
         if completion is None:
             item = bad_input("no response: messages is empty or its last message has no content", {"messages": msgs})
     except RecordError as exc:

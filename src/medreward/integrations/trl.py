@@ -54,28 +54,27 @@ from typing import Any, NamedTuple
 
 from medreward.compose.spec import Spec, load_spec
 from medreward.errors import RecordError
-from medreward.integrations._common import (
-    DESIGN_REFERENCE_FIELDS,
+from medreward.integrations.references import bad_input, coerce_reference, to_builtin
+from medreward.integrations.registry import (
     SpecLike,
     UnknownDataSourceError,
-    bad_input,
-    coerce_reference,
-    count_statuses,
-    get_scorer,
-    reference_fields,
+    load_spec_like,
     resolve_data_source,
-    to_builtin,
-    warn_failures,
 )
+from medreward.integrations.results import count_statuses, warn_failures
+from medreward.integrations.scorers import get_scorer
 from medreward.records import ScoredRecord, Status
 from medreward.runner import RunStats
 
 __all__ = [
     "AsyncTRLReward",
+    "AsyncTRLTaskRouter",
     "PerComponentRewards",
     "TRLReward",
+    "TRLTaskRouter",
     "async_reward_func",
     "reward_func",
+    "reward_func_by_task",
     "reward_funcs_per_component",
 ]
 
@@ -85,19 +84,15 @@ log = logging.getLogger(__name__)
 _TRAINER_KWARGS = frozenset({"trainer_state", "log_extra", "log_metric", "environments"})
 _INFO_CHARS = 500  # per-sample info logged to the completions table
 
-
-def _load(spec: SpecLike) -> Spec:
-    """A spec from a preset / registered data-source name, a path, a dict or a Spec."""
-    if isinstance(spec, str):
-        try:
-            spec = resolve_data_source(spec)
-        except UnknownDataSourceError:
-            pass  # a path, or an unknown name that load_spec reports with the preset list
-    return load_spec(dict(spec) if isinstance(spec, Mapping) else spec)
+Batch = tuple[list[ScoredRecord], RunStats]
 
 
 def _identifier(text: str) -> str:
     return re.sub(r"\W+", "_", text).strip("_") or "spec"
+
+
+def _is_column(values: Any) -> bool:
+    return not isinstance(values, (str, bytes, Mapping)) and hasattr(values, "__len__")
 
 
 class TRLReward:
@@ -110,8 +105,9 @@ class TRLReward:
         component: score only this component of the spec (value in its own range).
         name: the ``__name__`` TRL logs under (default ``medreward_<spec>[_<component>]``).
         reference_column: a column holding each sample's whole reference (a dict, JSON text,
-            or a plain value for the spec's main field). Default: ``"reference"`` if present.
-        columns: ``{reference field: column}``, for datasets whose columns are named otherwise.
+            or a plain value for the spec's primary reference key). Default: ``"reference"``
+            if present.
+        columns: ``{reference key: column}``, for datasets whose columns are named otherwise.
         time_limit: seconds one component may spend on one sample.
         metric_prefix: prefix of the ``log_metric`` keys; ``None`` logs no metrics.
         log_samples: add ``<name>/status`` and ``<name>/info`` columns through ``log_extra``.
@@ -129,7 +125,7 @@ class TRLReward:
         metric_prefix: str | None = "medreward",
         log_samples: bool = True,
     ) -> None:
-        full = _load(spec)
+        full = load_spec_like(spec)
         if component is not None:
             if component not in full.component_names:
                 raise ValueError(
@@ -147,7 +143,7 @@ class TRLReward:
         self.metric_prefix = metric_prefix
         self.log_samples = log_samples
         self._full_spec = full  # references are read as the whole spec reads them
-        self._fields = reference_fields(full)
+        self._fields = get_scorer(full, time_limit=time_limit).reference_keys  # declared, defaults included
         self._warned_no_reference = False
         get_scorer(self.spec, time_limit=time_limit)  # build now: a bad spec fails before training starts
 
@@ -160,13 +156,17 @@ class TRLReward:
         **kwargs: Any,
     ) -> list[float | None]:
         """One reward (or ``None``) per completion. Raises only for misaligned inputs."""
-        scored = self._score(prompts, completions, kwargs)
+        scored = self._score(prompts, completions, completion_ids, kwargs)
         self._report(scored, kwargs)
-        return [r.reward for r in scored[0]]
+        return self._rewards(scored[0])
 
     def _score(
-        self, prompts: Sequence[Any] | None, completions: Sequence[Any] | None, kwargs: Mapping[str, Any]
-    ) -> tuple[list[ScoredRecord], RunStats]:
+        self,
+        prompts: Sequence[Any] | None,
+        completions: Sequence[Any] | None,
+        completion_ids: Sequence[Sequence[int]] | None,
+        kwargs: Mapping[str, Any],
+    ) -> Batch:
         if completions is None:
             raise ValueError(f"{self.__name__}: TRL passed no 'completions'")
         n = len(completions)
@@ -174,13 +174,18 @@ class TRLReward:
             prompts = [""] * n
         elif len(prompts) != n:
             raise ValueError(f"{self.__name__}: got {len(prompts)} prompts but {n} completions")
+        if completion_ids is not None and (not _is_column(completion_ids) or len(completion_ids) != n):
+            raise ValueError(f"{self.__name__}: 'completion_ids' must be a list with one entry per completion ({n})")
         references = self._references(n, kwargs)
         items: list[Any] = []
-        for prompt, completion, reference in zip(prompts, completions, references, strict=True):
+        for i, (prompt, completion, reference) in enumerate(zip(prompts, completions, references, strict=True)):
             if isinstance(reference, str):  # the reference of this sample could not be read
                 items.append(bad_input(reference, {"prompt": prompt, "completion": completion}))
-            else:
-                items.append({"prompt": prompt, "completion": completion, "reference": reference})
+                continue
+            item = {"prompt": prompt, "completion": completion, "reference": reference}
+            if completion_ids is not None:  # token counts for `length` / `repetition` with unit="tokens"
+                item["completion_ids"] = completion_ids[i]
+            items.append(item)
         return get_scorer(self.spec, time_limit=self.time_limit).score(items)
 
     def _references(self, n: int, kwargs: Mapping[str, Any]) -> list[dict[str, Any] | str]:
@@ -191,7 +196,7 @@ class TRLReward:
             if key not in kwargs:
                 raise ValueError(f"{self.__name__}: no column {key!r} in the batch; columns: {available}")
             values = kwargs[key]
-            if isinstance(values, (str, bytes, Mapping)) or not hasattr(values, "__len__"):
+            if not _is_column(values):
                 raise ValueError(f"{self.__name__}: column {key!r} must be a list (one value per completion)")
             if len(values) != n:
                 raise ValueError(f"{self.__name__}: column {key!r} has {len(values)} values but there are {n} completions")
@@ -205,12 +210,11 @@ class TRLReward:
             out: list[dict[str, Any] | str] = []
             for value in column(whole):
                 try:
-                    out.append(coerce_reference(value, self._full_spec))
+                    out.append(coerce_reference(value, self._fields))
                 except RecordError as exc:
                     out.append(f"column {whole!r}: {exc}")
             return out
-        names = [f for f in (*self._fields, *DESIGN_REFERENCE_FIELDS) if f in kwargs]
-        names = list(dict.fromkeys(names))
+        names = [f for f in self._fields if f in kwargs]
         if not names:
             if not self._warned_no_reference and self._fields:
                 log.warning(
@@ -223,34 +227,43 @@ class TRLReward:
         cols = {name: column(name) for name in names}
         return [{name: to_builtin(values[i]) for name, values in cols.items()} for i in range(n)]
 
-    def _report(self, scored: tuple[list[ScoredRecord], RunStats], kwargs: Mapping[str, Any]) -> None:
+    def _rewards(self, records: Sequence[ScoredRecord]) -> list[float | None]:
+        if self.component is None:
+            return [r.reward for r in records]
+        name = self.component  # None where this component did not apply, as TRL's nansum expects
+        return [None if r.reward is None or r.components.get(name) is None else r.reward for r in records]
+
+    # -- reporting --------------------------------------------------------------------------
+    def _report(self, scored: Batch, kwargs: Mapping[str, Any]) -> None:
         records, stats = scored
         warn_failures(self.__name__, records)
         log_metric: Callable[[str, float], None] | None = kwargs.get("log_metric")
         if callable(log_metric) and self.metric_prefix and records:
-            for name, value in self._metrics(records, stats).items():
+            for name, value in {**self._component_metrics(stats), **self._call_metrics(records)}.items():
                 log_metric(name, value)
         log_extra: Callable[[str, list], None] | None = kwargs.get("log_extra")
         if callable(log_extra) and self.log_samples and records:
             log_extra(f"{self.__name__}/status", [r.status.value for r in records])
             log_extra(f"{self.__name__}/info", [_info_text(r) for r in records])
 
-    def _metrics(self, records: list[ScoredRecord], stats: RunStats) -> dict[str, float]:
-        prefix = self.metric_prefix
+    def _component_metrics(self, stats: RunStats) -> dict[str, float]:
+        """``<prefix>/<spec>/<component>/mean|frac_*``: namespaced by spec, so two specs'
+        ``format`` components do not average into one key."""
+        prefix = f"{self.metric_prefix}/{self._full_spec.name}"
         out: dict[str, float] = {}
         for name, comp in stats.components.items():
+            if self.component is not None and name != self.component:
+                continue  # a required component along for its status only
             scored = comp.scored
             if comp.mean is not None:
                 out[f"{prefix}/{name}/mean"] = float(comp.mean)
             if scored:
                 for status in (Status.NOT_APPLICABLE, Status.ERROR, Status.TIMEOUT):
                     out[f"{prefix}/{name}/frac_{status.value}"] = comp.counts[status.value] / scored
-        counts = count_statuses(records)
-        n = len(records)
-        out[f"{prefix}/{self.__name__}/frac_none"] = sum(r.reward is None for r in records) / n
-        out[f"{prefix}/{self.__name__}/frac_error"] = counts["error"] / n
-        out[f"{prefix}/{self.__name__}/frac_timeout"] = counts["timeout"] / n
         return out
+
+    def _call_metrics(self, records: Sequence[ScoredRecord]) -> dict[str, float]:
+        return _call_metrics(f"{self.metric_prefix}/{self.__name__}", records)
 
     # -- pickling: TRL's async GRPO worker and multiprocessing pickle reward functions ----------
     def __getstate__(self) -> dict[str, Any]:
@@ -269,6 +282,18 @@ class TRLReward:
         return f"{type(self).__name__}(name={self.__name__!r}, spec={self.spec.name!r})"
 
 
+def _call_metrics(prefix: str, records: Sequence[ScoredRecord]) -> dict[str, float]:
+    """``<prefix>/frac_none|frac_error|frac_timeout|frac_not_applicable`` over a batch."""
+    counts = count_statuses(records)
+    n = len(records)
+    return {
+        f"{prefix}/frac_none": sum(r.reward is None for r in records) / n,
+        f"{prefix}/frac_error": counts["error"] / n,
+        f"{prefix}/frac_timeout": counts["timeout"] / n,
+        f"{prefix}/frac_not_applicable": counts["not_applicable"] / n,
+    }
+
+
 class AsyncTRLReward(TRLReward):
     """:class:`TRLReward` with ``async __call__``: TRL (``is_async_callable``) awaits it together
     with its other async reward functions; the scoring itself runs in a worker thread."""
@@ -280,17 +305,29 @@ class AsyncTRLReward(TRLReward):
         completion_ids: Sequence[Sequence[int]] | None = None,
         **kwargs: Any,
     ) -> list[float | None]:
-        scored = await asyncio.to_thread(self._score, prompts, completions, kwargs)
+        scored = await asyncio.to_thread(self._score, prompts, completions, completion_ids, kwargs)
         self._report(scored, kwargs)  # on the caller's thread: TRL's log buffers are not locked
-        return [r.reward for r in scored[0]]
+        return self._rewards(scored[0])
 
 
 def _single_component(spec: Spec, component: str) -> Spec:
-    """The spec reduced to one component with weight 1 and no gate: its reward is the component's value."""
+    """The spec reduced to one component with weight 1 and no gate: its reward is the component's
+    value. The components that decide whether a record applies at all (the spec's required ones)
+    come along with weight 0, so a record the whole spec calls ``not_applicable`` gets ``None``
+    from every per-component function too."""
     data = spec.to_dict()
-    [only] = [dict(c) for c in data["components"] if c["name"] == component]
-    only.update(weight=1.0, gate=False)
-    data.update(name=f"{spec.name}.{component}", aggregate="weighted_sum", components=[only])
+    requirements = getattr(spec, "requirements", None)
+    needed: set[int] = set()
+    if callable(requirements):
+        needs = requirements()
+        needed = {*needs.each, *needs.together}
+    kept = []
+    for k, c in enumerate(data["components"]):
+        if c["name"] == component:
+            kept.append({**c, "weight": 1.0, "gate": False})
+        elif k in needed:
+            kept.append({**c, "weight": 0.0, "gate": False})
+    data.update(name=f"{spec.name}.{component}", aggregate="weighted_sum", components=kept)
     return Spec.from_dict(data, source=f"spec {spec.name!r}, component {component!r}")
 
 
@@ -336,7 +373,7 @@ def reward_funcs_per_component(spec: SpecLike, *, asynchronous: bool = False, **
     """
     if "name" in options or "component" in options:
         raise TypeError("reward_funcs_per_component names each function after its component; drop name=/component=")
-    full = _load(spec)
+    full = load_spec_like(spec)
     gated = [c.name for c in full.components if c.gate]
     if gated:
         log.warning(
@@ -346,3 +383,179 @@ def reward_funcs_per_component(spec: SpecLike, *, asynchronous: bool = False, **
     cls = AsyncTRLReward if asynchronous else TRLReward
     funcs = [cls(full, component=c.name, **options) for c in full.components]
     return PerComponentRewards(funcs, [float(c.weight) for c in full.components])
+
+
+# -- multi-task runs ------------------------------------------------------------------------------
+class TRLTaskRouter:
+    """One TRL reward function for a dataset that mixes tasks: each row is scored by the spec
+    of its ``task`` column, so no spec pays its format credit on another task's rows.
+
+    Prefer the factory :func:`reward_func_by_task`.
+
+    Args:
+        tasks: ``{task value: spec}``; or a list of task names, each resolved as a registered
+            data source (presets, default aliases, :func:`~medreward.integrations.register_data_source`);
+            ``None`` accepts every registered name. A row whose task is not accepted raises
+            :class:`~medreward.integrations.UnknownDataSourceError` (a configuration mistake,
+            as in verl).
+        task_column: the dataset column naming each row's task.
+        name: the ``__name__`` TRL logs under.
+        columns: ``{reference key: column}``; each spec takes the entries for its own keys.
+        reference_column, time_limit, metric_prefix, log_samples: as in :class:`TRLReward`.
+
+    Metrics are namespaced by spec (``medreward/<spec>/<component>/mean``); the callable's own
+    ``medreward/<name>/frac_none|…`` cover all rows.
+    """
+
+    def __init__(
+        self,
+        tasks: Mapping[str, SpecLike] | Sequence[str] | None = None,
+        *,
+        task_column: str = "task",
+        name: str = "medreward_by_task",
+        reference_column: str | None = None,
+        columns: Mapping[str, str] | None = None,
+        time_limit: float | None = 10.0,
+        metric_prefix: str | None = "medreward",
+        log_samples: bool = True,
+    ) -> None:
+        if isinstance(tasks, str):
+            raise TypeError("tasks must be a mapping {task: spec} or a list of task names, not one string")
+        self.__name__ = name
+        self.task_column = task_column
+        self.reference_column = reference_column
+        self.columns = dict(columns) if columns else None
+        self.time_limit = time_limit
+        self.metric_prefix = metric_prefix
+        self.log_samples = log_samples
+        if tasks is None:
+            self._allowed: dict[str, SpecLike] | None = None
+        elif isinstance(tasks, Mapping):
+            self._allowed = dict(tasks)
+        else:
+            self._allowed = {str(t): resolve_data_source(t) for t in tasks}
+        self._members: dict[str, TRLReward] = {}
+        for task in self._allowed or {}:
+            self._member(task)  # build now: a bad spec fails before training starts
+
+    def _member(self, task: str) -> TRLReward:
+        member = self._members.get(task)
+        if member is None:
+            if self._allowed is None:
+                spec = resolve_data_source(task)
+            elif task in self._allowed:
+                spec = self._allowed[task]
+            else:
+                raise UnknownDataSourceError(task, sorted(self._allowed))
+            keys = get_scorer(spec, time_limit=self.time_limit).reference_keys
+            columns = {k: c for k, c in (self.columns or {}).items() if k in keys} or None
+            member = self._members[task] = TRLReward(
+                spec, name=f"{self.__name__}/{task}", reference_column=self.reference_column, columns=columns,
+                time_limit=self.time_limit, metric_prefix=self.metric_prefix, log_samples=False,
+            )
+        return member
+
+    def __call__(
+        self,
+        prompts: Sequence[Any] | None = None,
+        completions: Sequence[Any] | None = None,
+        completion_ids: Sequence[Sequence[int]] | None = None,
+        **kwargs: Any,
+    ) -> list[float | None]:
+        """One reward (or ``None``) per completion, each row scored by its task's spec."""
+        groups = self._score(prompts, completions, completion_ids, kwargs)
+        return self._report(len(completions or ()), groups, kwargs)
+
+    def _score(
+        self,
+        prompts: Sequence[Any] | None,
+        completions: Sequence[Any] | None,
+        completion_ids: Sequence[Sequence[int]] | None,
+        kwargs: Mapping[str, Any],
+    ) -> list[tuple[TRLReward, list[int], Batch]]:
+        if completions is None:
+            raise ValueError(f"{self.__name__}: TRL passed no 'completions'")
+        n = len(completions)
+        tasks = kwargs.get(self.task_column)
+        if tasks is None or not _is_column(tasks) or len(tasks) != n:
+            have = sorted(k for k in kwargs if k not in _TRAINER_KWARGS)
+            raise ValueError(
+                f"{self.__name__}: needs a column {self.task_column!r} with one task name per completion ({n}); "
+                f"columns: {have}"
+            )
+        rows: dict[str, list[int]] = {}
+        for i, task in enumerate(tasks):
+            task = to_builtin(task)
+            if not isinstance(task, str):
+                raise ValueError(f"{self.__name__}: row {i} has task {task!r}; each row needs a task name")
+            rows.setdefault(task, []).append(i)
+
+        def part(values: Any, idx: list[int]) -> Any:
+            return [values[i] for i in idx] if _is_column(values) and len(values) == n else values
+
+        out = []
+        for task, idx in rows.items():
+            member = self._member(task)
+            sub = {k: part(v, idx) for k, v in kwargs.items() if k not in _TRAINER_KWARGS}
+            batch = member._score(
+                None if prompts is None else part(prompts, idx),
+                [completions[i] for i in idx],
+                None if completion_ids is None else part(completion_ids, idx),
+                sub,
+            )
+            out.append((member, idx, batch))
+        return out
+
+    def _report(
+        self, n: int, groups: list[tuple[TRLReward, list[int], Batch]], kwargs: Mapping[str, Any]
+    ) -> list[float | None]:
+        records: list[ScoredRecord | None] = [None] * n
+        metrics: dict[str, float] = {}
+        for member, idx, (recs, stats) in groups:
+            warn_failures(member.__name__, recs)
+            metrics.update(member._component_metrics(stats))
+            for i, record in zip(idx, recs, strict=True):
+                records[i] = record
+        ordered = [r for r in records if r is not None]
+        log_metric: Callable[[str, float], None] | None = kwargs.get("log_metric")
+        if callable(log_metric) and self.metric_prefix and ordered:
+            metrics.update(_call_metrics(f"{self.metric_prefix}/{self.__name__}", ordered))
+            for name, value in metrics.items():
+                log_metric(name, value)
+        log_extra: Callable[[str, list], None] | None = kwargs.get("log_extra")
+        if callable(log_extra) and self.log_samples and ordered:
+            log_extra(f"{self.__name__}/status", [r.status.value for r in ordered])
+            log_extra(f"{self.__name__}/info", [_info_text(r) for r in ordered])
+        return [r.reward for r in ordered]
+
+    def __repr__(self) -> str:
+        tasks = "all registered" if self._allowed is None else sorted(self._allowed)
+        return f"{type(self).__name__}(name={self.__name__!r}, tasks={tasks!r})"
+
+
+class AsyncTRLTaskRouter(TRLTaskRouter):
+    """:class:`TRLTaskRouter` with ``async __call__`` (scoring runs in a worker thread)."""
+
+    async def __call__(  # type: ignore[override]
+        self,
+        prompts: Sequence[Any] | None = None,
+        completions: Sequence[Any] | None = None,
+        completion_ids: Sequence[Sequence[int]] | None = None,
+        **kwargs: Any,
+    ) -> list[float | None]:
+        groups = await asyncio.to_thread(self._score, prompts, completions, completion_ids, kwargs)
+        return self._report(len(completions or ()), groups, kwargs)
+
+
+def reward_func_by_task(
+    tasks: Mapping[str, SpecLike] | Sequence[str] | None = None, *, asynchronous: bool = False, **options: Any
+) -> TRLTaskRouter:
+    """One TRL reward function for a mixed-task dataset, routing each row by its ``task`` column.
+
+    >>> f = reward_func_by_task(["toxicology", "mcq"])
+    >>> f(prompts=["p", "p"], completions=["<think>.</think><answer>opioids</answer>", "<think>.</think><answer>B</answer>"],
+    ...   task=["toxicology", "mcq"], reference=['["opioids"]', "B"])
+    [1.0, 1.0]
+    """
+    cls = AsyncTRLTaskRouter if asynchronous else TRLTaskRouter
+    return cls(tasks, **options)

@@ -54,27 +54,23 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from medreward.errors import RecordError
-from medreward.integrations import _common
-from medreward.integrations._common import (
-    STATUS_KEYS,
+from medreward.integrations.references import bad_input, coerce_reference, to_builtin
+from medreward.integrations.registry import (
     SpecLike,
     UnknownDataSourceError,
-    bad_input,
-    check_component_keys,
-    coerce_reference,
     data_sources,
-    flat_scores,
-    get_scorer,
     register_data_source,
+    registry_version,
     resolve_data_source,
     spec_component_names,
-    to_builtin,
     unregister_data_source,
-    warn_failures,
 )
+from medreward.integrations.results import STATUS_KEYS, check_component_keys, flat_scores, warn_failures
+from medreward.integrations.scorers import get_scorer
 
 __all__ = [
     "UnknownDataSourceError",
+    "VerlResult",
     "compute_score",
     "compute_score_batch",
     "data_sources",
@@ -101,7 +97,7 @@ def result_keys(active_data_sources: Sequence[str] | None = None) -> tuple[str, 
     """
     sources = data_sources()
     names = tuple(sorted(sources)) if active_data_sources is None else tuple(to_builtin(list(active_data_sources)))
-    key = (_common._registry_version, names)
+    key = (registry_version(), names)
     with _keys_lock:
         hit = _keys_cache.get(key)
         if hit is not None:
@@ -122,8 +118,27 @@ def result_keys(active_data_sources: Sequence[str] | None = None) -> tuple[str, 
         return out
 
 
-def _reference(ground_truth: Any, extra_info: Any, spec: Any) -> dict[str, Any]:
-    reference = coerce_reference(ground_truth, spec)
+class VerlResult(dict[str, float]):
+    """The result of one sample: a plain ``dict`` of floats for verl's managers, which read
+    ``result["score"]`` and take every key as extra info. PRIME's manager instead reads
+    ``float(result[0])`` from anything that is not a number, so index ``0`` is the score too
+    (it is not a key: iterating, ``len`` and ``==`` see only the named keys).
+
+    >>> r = VerlResult(score=0.7, status_ok=1.0)
+    >>> r[0], list(r)
+    (0.7, ['score', 'status_ok'])
+    """
+
+    __slots__ = ()
+
+    def __missing__(self, key: Any) -> float:
+        if key == 0 and not isinstance(key, bool):
+            return self["score"]
+        raise KeyError(key)
+
+
+def _reference(ground_truth: Any, extra_info: Any, keys: Sequence[str]) -> dict[str, Any]:
+    reference = coerce_reference(ground_truth, keys)
     more = to_builtin(extra_info.get("reference")) if isinstance(extra_info, Mapping) else None
     if isinstance(more, Mapping):
         reference = {**more, **reference}
@@ -140,7 +155,7 @@ def compute_score_batch(
     time_limit: float | None = 10.0,
     active_data_sources: Sequence[str] | None = None,
     **kwargs: Any,
-) -> list[dict[str, float]]:
+) -> list[VerlResult]:
     """Score a batch (verl's ``batch`` reward manager); one result dict per sample, in order.
 
     Samples are grouped by data source and each group is scored in one call of its
@@ -186,7 +201,7 @@ def compute_score_batch(
         for i in indices:
             extra = extra_infos[i] if extra_infos is not None else None
             try:
-                reference = _reference(ground_truths[i], extra, scorer.spec)
+                reference = _reference(ground_truths[i], extra, scorer.reference_keys)
             except RecordError as exc:
                 items.append(bad_input(f"ground_truth: {exc}", {"completion": solution_strs[i]}))
                 continue
@@ -194,7 +209,7 @@ def compute_score_batch(
         records, _ = scorer.score(items)
         warn_failures(f"verl/{label}", records, every=_WARN_EVERY)
         for i, record in zip(indices, records, strict=True):
-            results[i] = flat_scores(record, components, failed_score=failed_score)
+            results[i] = VerlResult(flat_scores(record, components, failed_score=failed_score))
     return [r for r in results if r is not None]
 
 
@@ -204,7 +219,7 @@ def compute_score(
     ground_truth: Any,
     extra_info: Any = None,
     **kwargs: Any,
-) -> dict[str, float]:
+) -> VerlResult:
     """Score one sample: verl's ``custom_reward_function`` (naive, dapo, prime… managers).
 
     Keeps verl's documented parameter order (positional callers exist). Keyword options as
@@ -216,3 +231,10 @@ def compute_score(
     1.0
     """
     return compute_score_batch([data_source], [solution_str], [ground_truth], [extra_info], **kwargs)[0]
+
+
+if __name__ != "medreward.integrations.verl":  # pragma: no cover - exercised through verl's file loader
+    # Loaded by file path (verl's ``custom_reward_function.path``): hand out the installed
+    # module's functions, which pickle by name (PRIME scores in a process pool, the remote
+    # manager in Ray workers); this file's own copies could not be found by name there.
+    from medreward.integrations.verl import compute_score, compute_score_batch, result_keys  # noqa: F811

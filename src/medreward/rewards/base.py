@@ -103,6 +103,14 @@ class RewardComponent:
     def output_range(self) -> tuple[float, float]:
         return self.range
 
+    def reference_keys(self) -> tuple[str, ...]:
+        """The reference keys this component reads, the primary one first, as its parameters
+        name them (defaults included). Trainer adapters look for dataset columns by these names,
+        and a plain (non-object) ground truth fills the spec's first one. Components that read
+        no reference return ``()`` (the default); override it when ``score_one`` reads
+        ``rollout.reference``."""
+        return ()
+
     # -- scoring ---------------------------------------------------------------------------
     def score_batch(self, rollouts: Sequence[Rollout]) -> list[ComponentScore]:
         """Score a batch; one result per rollout, in order."""

@@ -87,6 +87,9 @@ class MultipleChoice(RewardComponent):
     def setup(self) -> None:
         self._default_letters = letter_set(self.params.letters or DEFAULT_LETTERS)
 
+    def reference_keys(self) -> tuple[str, ...]:
+        return (self.params.field, self.params.options_field)
+
     def score_one(self, rollout: Rollout) -> ComponentScore:
         reference = rollout.reference
         expected_raw = reference.get(self.params.field)

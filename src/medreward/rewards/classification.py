@@ -129,6 +129,9 @@ class Classification(RewardComponent):
         top = max(weights.values()) if weights else 1.0
         self._value = {c: (weights[c] / top if weights else 1.0) for c in self.params.classes}
 
+    def reference_keys(self) -> tuple[str, ...]:
+        return (self.params.field,)
+
     def score_one(self, rollout: Rollout) -> ComponentScore:
         raw = rollout.reference.get(self.params.field)
         if raw is None:

@@ -188,6 +188,9 @@ class IcdCodeF1(RewardComponent):
     def setup(self) -> None:
         self._truths: dict[Any, tuple[str, ...]] = {}
 
+    def reference_keys(self) -> tuple[str, ...]:
+        return (self.params.field,)
+
     def score_one(self, rollout: Rollout) -> ComponentScore:
         p = self.params
         raw = rollout.reference.get(p.field)

@@ -172,6 +172,9 @@ class IoU(RewardComponent):
                 raise ValueError(f"tag name {tag!r} must be a bare name like 'answer'")
             return tag
 
+    def reference_keys(self) -> tuple[str, ...]:
+        return (self.params.field,)
+
     def score_one(self, rollout: Rollout) -> ComponentScore:
         p = self.params
         reference = rollout.reference.get(p.field)

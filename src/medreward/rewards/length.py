@@ -164,6 +164,9 @@ class Length(RewardComponent):
     def setup(self) -> None:
         self._warned_no_ids = False
 
+    def reference_keys(self) -> tuple[str, ...]:
+        return (self.params.correct_field,) if self.params.mode == "cosine" else ()
+
     @property
     def output_range(self) -> tuple[float, float]:
         p = self.params

@@ -160,6 +160,9 @@ class MultiLabel(RewardComponent):
         return self._vocab
 
     # -- scoring -----------------------------------------------------------------------------
+    def reference_keys(self) -> tuple[str, ...]:
+        return (self.params.field,)
+
     def score_batch(self, rollouts: Sequence[Rollout]) -> list[ComponentScore]:
         # Parsing is bounded and linear, so the runner may time the batch as a whole. RL batches
         # repeat references and (answer, reference) pairs (a GRPO group shares its reference),

@@ -290,6 +290,10 @@ class NumericValue(RewardComponent):
 
     params: Params
 
+    def reference_keys(self) -> tuple[str, ...]:
+        p = self.params
+        return (p.field, p.unit_field, p.lower_field, p.upper_field)
+
     def score_one(self, rollout: Rollout) -> ComponentScore:
         p = self.params
         ref = rollout.reference
