@@ -254,3 +254,74 @@ def test_huge_adversarial_queries_split_in_bounded_time():
         except orl.ResponseSplitError:
             pass
         assert time.perf_counter() - started < 2.0
+
+
+# -- issue 9, item 6: a plain input template never gets the prompt scored ------------------------------
+SYSTEM = "Answer as <think>your reasoning</think><answer>the substances</answer>."
+PLAIN_PROMPT = f"{SYSTEM}\n\nUser: Pinpoint pupils, apnea. Substance?\nAssistant: "
+
+
+def _decoded(prompt: str, response: str) -> str:
+    """What OpenRLHF's decode of prompt + response tokens can look like: a BOS token in front, the
+    double newline collapsed, the trailing space merged into the response's first token."""
+    return "<s>" + prompt.replace("\n\n", "\n").rstrip() + response + "</s>"
+
+
+def test_plain_template_query_is_split_off_the_prompt_not_scored_whole():
+    query = _decoded(PLAIN_PROMPT, GOOD)
+    assert not query.startswith(PLAIN_PROMPT) and PLAIN_PROMPT not in query  # the failing case of the issue
+    assert split_response(query, PLAIN_PROMPT) == GOOD
+    out = make_reward_func("toxicology", as_tensors=False)([query], [PLAIN_PROMPT], ['["opioids"]'])
+    assert out["rewards"] == [1.0] and out["extra_logs"]["format"] == [1.0]  # was 0.9: the prompt's tags counted
+
+
+def test_separator_option_splits_after_the_prompts_own_separator():
+    prompt = "Say 'Assistant: <answer>X</answer>' style.\nUser: Pupils?\nAssistant:"
+    query = "[raw prompt text differs]\nUser: Pupils?\nAssistant: " + GOOD  # the prompt text is not in the query
+    with pytest.raises(orl.ResponseSplitError, match="separator"):
+        split_response(query, "a prompt that is nowhere in it")
+    assert split_response(query, "a prompt that is nowhere in it", separator="Assistant:") == GOOD
+    # the prompt quotes the separator once before its own: the second occurrence ends the prompt
+    quoted = prompt + " " + GOOD
+    assert split_response("<s>" + quoted.replace("\n", " "), prompt.replace("Say", "say"),
+                          separator="Assistant:") == GOOD
+    fn = make_reward_func("toxicology", separator="Assistant:", as_tensors=False)
+    assert fn([query], ["nowhere"], ['["opioids"]'])["rewards"] == [1.0]
+    with pytest.raises(ValueError, match="separator"):
+        make_reward_func("toxicology", separator="")
+
+
+def test_unsplittable_query_is_an_error_status_not_a_scored_prompt():
+    query = "System: use <think>..</think><answer>..</answer>\nQ: x\nA: " + GOOD
+    out = make_reward_func("toxicology", as_tensors=False)([query], ["entirely different prompt"], ['["opioids"]'])
+    assert out["rewards"] == [0.0] and out["extra_logs"]["status_error"] == [1.0]
+    assert out["extra_logs"]["format"] == [0.0]  # nothing was scored
+    with pytest.raises(orl.ResponseSplitError, match="does not contain the prompt"):
+        split_response(query, "entirely different prompt")
+    # no prompt at all: the query is the response (nothing to strip)
+    assert split_response(GOOD, None) == split_response(GOOD, "") == GOOD
+
+
+# -- issue 9, item 4: the task travels in the label ------------------------------------------------------
+def test_labels_route_to_their_task_spec():
+    fn = make_reward_func(tasks=["toxicology", "mcq"], as_tensors=False)
+    mcq_ok = "<think>naloxone</think><answer>B</answer>"
+    out = fn([GOOD, mcq_ok, HALF, mcq_ok, GOOD],
+             [""] * 5,
+             ['{"task": "toxicology", "substances": ["opioids"]}',
+              '{"task": "mcq", "answer": "B", "options": {"A": "x", "B": "y"}}',
+              json.dumps({"task": "toxicology", "reference": "opioids"}),
+              '{"task": "calculator", "value": 3}',  # not one of this run's tasks
+              '["opioids"]'])  # names no task, and there is no default spec
+    assert out["rewards"] == [1.0, 1.0, pytest.approx(0.1 + 0.9 * 2 / 3), 0.0, 0.0]
+    logs = out["extra_logs"]
+    assert list(logs) == ["status_ok", "status_not_applicable", "status_error", "status_timeout",
+                          "choice", "format", "substances"]  # the sorted union, fixed for every batch
+    assert logs["status_error"] == [0.0, 0.0, 0.0, 1.0, 1.0]
+    assert logs["choice"] == [0.0, 1.0, 0.0, 0.0, 0.0] and logs["substances"][0] == 1.0
+    # with a default spec, labels without a task use it
+    both = make_reward_func("toxicology", tasks={"mcq": "mcq"}, as_tensors=False)
+    assert both([GOOD, mcq_ok], ["", ""], ['["opioids"]', '{"task": "mcq", "answer": "B"}'])["rewards"] == [1.0, 1.0]
+    # and the HTTP handler routes the same way
+    body = handle_get_reward({"query": [mcq_ok], "labels": ['{"task": "mcq", "answer": "B"}']}, tasks=["mcq"])
+    assert body["rewards"] == [1.0]
