@@ -18,12 +18,19 @@ installed. A sample without a reward (not applicable, error, timeout) gets the s
 other status flags — the key set is fixed by the spec (see :mod:`medreward.integrations.verl`).
 
 Splitting the response off a query (:func:`split_response`): the suffix after the prompt
-when ``query.startswith(prompt)`` (else after the prompt's last occurrence); otherwise the
-text after the last assistant marker of a known chat template (ChatML
-``<|im_start|>assistant``, Llama-3 ``<|start_header_id|>assistant<|end_header_id|>``, and
-Gemma, Mistral, Phi-3, DeepSeek markers); otherwise the whole query. Trailing end-of-turn
-/ EOS / padding tokens (``<|im_end|>``, ``<|eot_id|>``, ``</s>``, ``<|endoftext|>``…) are
-stripped.
+when ``query.startswith(prompt)``; else after ``separator=`` (the text ending every prompt,
+e.g. ``"Assistant:"`` of a plain ``--data.input_template``); else after the prompt found with
+whitespace ignored (decoding may add a BOS token, collapse or merge spaces); else after the
+last assistant marker of a known chat template (ChatML ``<|im_start|>assistant``, Llama-3
+``<|start_header_id|>assistant<|end_header_id|>``, and Gemma, Mistral, Phi-3, DeepSeek
+markers). A query that cannot be split is an ``error`` sample (``status_error``), never the
+whole query scored — that would score the prompt's own example tags. Trailing end-of-turn /
+EOS / padding tokens (``<|im_end|>``, ``<|eot_id|>``, ``</s>``, ``<|endoftext|>``…) are stripped.
+
+Multi-task runs: ``make_reward_func(tasks=["toxicology", "mcq"])``; each label is a JSON
+object naming its task, ``{"task": "mcq", "answer": "C"}`` or ``{"task": "toxicology",
+"reference": "opioids,ethanol"}``. ``extra_logs`` then hold the sorted union of the tasks'
+components (fixed for every batch, as in verl).
 
 Which spec: ``spec=`` (keyword), else ``$MEDREWARD_SPEC``, else :data:`DEFAULT_SPEC`. A file
 for ``--reward.remote_url`` can be as small as::

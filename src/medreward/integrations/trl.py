@@ -15,22 +15,28 @@ try/except around the call, so a bad sample must never raise.
   (e.g. ``"normalize_then_sum"``, GDPO) combine them. Gates are not applied this way.
 * :func:`async_reward_func` — the same as :func:`reward_func` with an ``async __call__``
   (TRL gathers async reward functions concurrently; scoring runs in a thread).
+* :func:`reward_func_by_task` — one callable for a dataset that mixes tasks: each row is
+  scored by the spec its ``task`` column names (registered data sources, or a mapping).
 
 Where references come from (per sample): a ``reference`` column (dicts or JSON text) by
-default, else the columns named after the spec's reference fields (``substances``,
-``answer``/``options``, ``value``/``unit``/``lower``/``upper``, ``codes``); or say exactly
-which with ``reference_column=`` or ``columns={field: column}``.
+default, else the columns named after the keys the spec's components declare
+(:meth:`~medreward.compose.Spec.reference_keys`: ``substances``, ``answer``/``options``,
+``value``/``unit``/``lower``/``upper``, ``codes``…); or say exactly which with
+``reference_column=`` or ``columns={key: column}``. ``completion_ids`` are passed into each
+rollout (``extra["completion_ids"]``), so ``length`` / ``repetition`` with ``unit = "tokens"``
+count the policy's tokens, as TRL's own length and repetition rewards do.
 
-Returned values: the spec's reward for ``ok`` samples, ``None`` for ``not_applicable``,
-``error`` and ``timeout`` (a completion that is ``None``, a malformed reference, a component
-that raised or hung). An empty completion ``""`` is a real, wrong answer and is scored
+Returned values: the spec's reward for ``ok`` samples, ``None`` for ``not_applicable`` (a
+required component did not apply, e.g. the reference lacks its field), ``error`` and
+``timeout`` (a completion that is ``None``, a malformed reference, a component that raised or
+hung). An empty completion ``""`` is a real, wrong answer and is scored
 (0.0 with the shipped presets) so the policy is pushed away from it. Errors and timeouts are
-logged as one warning per batch with counts.
+logged as one warning per batch with counts, and so are ``not_applicable`` samples.
 
-Logged through ``log_metric`` (averaged per logging step): ``medreward/<component>/mean``
-(over the samples where it applied), ``medreward/<component>/frac_not_applicable``,
+Logged through ``log_metric`` (averaged per logging step): ``medreward/<spec>/<component>/mean``
+(over the samples where it applied), ``medreward/<spec>/<component>/frac_not_applicable``,
 ``.../frac_error``, ``.../frac_timeout``, and for the whole callable
-``medreward/<name>/frac_none``, ``.../frac_error``, ``.../frac_timeout``. Through
+``medreward/<name>/frac_none``, ``.../frac_error``, ``.../frac_timeout``, ``.../frac_not_applicable``. Through
 ``log_extra`` (the completions table): ``<name>/status`` and ``<name>/info`` (compact JSON).
 
 >>> from medreward.integrations.trl import reward_func

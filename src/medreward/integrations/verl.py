@@ -2,8 +2,11 @@
 
 verl (0.9.1) calls a custom reward function once per sample, from a thread pool, with
 keyword arguments ``data_source``, ``solution_str`` (the decoded response, no prompt),
-``ground_truth`` (the Parquet row's ``reward_model.ground_truth``) and ``extra_info``; the
-legacy PRIME manager calls it positionally in that order. The ``batch`` reward manager
+``ground_truth`` (the Parquet row's ``reward_model.ground_truth``) and ``extra_info``. Tested
+with verl's own managers: ``naive`` and ``dapo`` (legacy and reward-loop), ``gdpo`` (reward
+loop), and ``prime``, which calls it positionally from a process pool and reads
+``float(result[0])`` — :class:`VerlResult` answers index 0 with the score, and a file loaded by
+path hands out this installed module's functions so that they pickle. The ``batch`` manager
 calls ``compute_score(data_sources=, solution_strs=, ground_truths=, extra_infos=)`` instead:
 point ``custom_reward_function.name`` at :func:`compute_score_batch` for it.
 
@@ -21,11 +24,11 @@ calculator; ``icd10cm`` → icd_coding) or one you add with :func:`register_data
 Anything else raises :class:`UnknownDataSourceError` (a ``ValueError``) listing the known names.
 
 Ground truth: a dict, JSON text (``'{"substances": ["opioids"]}'``, ``'["opioids"]'``,
-``'23.4'``) or plain text (``"opioids,ethanol"``, ``"C"``) that fills the task's main
-reference field; Parquet arrays are converted. ``extra_info["reference"]`` (a dict), if
+``'23.4'``) or plain text (``"opioids,ethanol"``, ``"C"``) that fills the spec's primary
+reference key (:meth:`~medreward.compose.Spec.reference_keys`); Parquet arrays are converted. ``extra_info["reference"]`` (a dict), if
 present, supplies further reference fields (e.g. MCQ ``options``); the ground truth wins.
 
-Result: a dict of floats whose keys are the same for every sample of a run, because verl
+Result: a dict of floats (a :class:`VerlResult`) whose keys are the same for every sample of a run, because verl
 takes the extra-info keys from sample 0 (a missing key is a ``KeyError``, an extra key is
 dropped):
 
