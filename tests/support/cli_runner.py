@@ -6,19 +6,32 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 ENV = {**os.environ, "COLUMNS": "160", "NO_COLOR": "1", "MEDREWARD_PROGRESS": "0"}
 
 
-def cli_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "medreward.cli.app", *args]
+def cli_command(*args: str, python_flags: Sequence[str] = ()) -> list[str]:
+    return [sys.executable, *python_flags, "-m", "medreward.cli.app", *args]
 
 
-def run_all(commands: dict[str, tuple[str, ...]], cwd: Path) -> dict[str, subprocess.CompletedProcess[str]]:
-    """Run CLI invocations concurrently; their results by name."""
+def run_all(
+    commands: dict[str, tuple[str, ...]],
+    cwd: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    python_flags: Sequence[str] = (),
+) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Run CLI invocations concurrently; their results by name. ``env`` adds to (or overrides)
+    the test environment; ``python_flags`` go to the interpreter (``-P``: no working directory on
+    ``sys.path``, as for the installed ``medreward`` console script)."""
+    environment = {**ENV, **(env or {})}
     procs = {
-        name: subprocess.Popen(cli_command(*args), cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        name: subprocess.Popen(
+            cli_command(*args, python_flags=python_flags), cwd=cwd, env=environment,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
         for name, args in commands.items()
     }
     done = {}

@@ -8,7 +8,7 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -70,13 +70,16 @@ def progress_bar(label: str, *, quiet: bool = False) -> Progress:
     )  # fmt: skip
 
 
-def open_output(output: str, *, input: Path | None = None) -> RecordWriter:
+def open_output(
+    output: str, *, input: Path | None = None, components: Sequence[str] | None = None, append: bool = False
+) -> RecordWriter:
     """A record writer for ``-o``: ``-`` is stdout; a missing folder, a directory or an
-    unwritable path is an :class:`InputError` (a message, exit code 2)."""
+    unwritable path is an :class:`InputError` (a message, exit code 2). ``components`` fixes
+    the score columns of a Parquet output; ``append`` continues a JSONL file (``--resume``)."""
     if output == "-":
         return _JsonlStream(sys.stdout)
     if Path(output).is_dir():
         raise InputError(f"output path {output!r} is a directory: give a file name such as {output.rstrip('/')}/cases.jsonl")
     if input is not None and Path(output).resolve() == input.resolve():
         raise InputError("output path is the input file: choose another -o")
-    return open_writer(output)
+    return open_writer(output, components=components, append=append)
