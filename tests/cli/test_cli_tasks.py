@@ -143,6 +143,8 @@ def test_demo_ranks_the_policies(runs):
     assert by_policy["hedge"]["metrics"]["micro_f1"] < 0.25
     table = runs["demo table"]
     assert table.returncode == 0 and "micro-F1" in table.stdout and "toxidrome" in table.stdout
+    # one line says whether the reward orders the baselines as micro-F1 does (issue 9, item 22)
+    assert "Kendall τ between mean reward and micro-F1 across the baselines: +" in " ".join(table.stdout.split())
 
 
 def test_list_commands(runs):

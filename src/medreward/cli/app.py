@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import typer
+import typer.main
+from typer.core import TyperCommand, TyperGroup
 
 from .console import setup_logging
 
@@ -34,7 +38,32 @@ _register()
 
 
 def main() -> None:
-    app()
+    """The ``medreward`` console script."""
+    cwd_importable()
+    command = typer.main.get_command(app)
+    hide_flag_types(command)
+    command()
+
+
+def cwd_importable() -> None:
+    """Put the working directory first on ``sys.path``, as ``uvicorn`` does (its ``--app-dir``
+    defaults to ``.``), so that a spec naming ``mycomp:MyComponent`` finds ``./mycomp.py``
+    without ``PYTHONPATH=.`` (a console script's ``sys.path`` starts with its own folder, not
+    the working directory). Worker processes inherit the path."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def hide_flag_types(command: TyperCommand | TyperGroup) -> None:
+    """Show on/off options (``--quiet``, ``--help``) as flags in ``--help``, without the
+    ``<bool>`` type column that typer prints for them (they take no value)."""
+    context = command.context_class(command)
+    for param in command.get_params(context):
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        hide_flag_types(sub)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
-from rich.syntax import Syntax
 from rich.table import Table
 
 from ..compose.spec import list_presets, load_spec, preset_path
@@ -35,8 +36,12 @@ def specs_list(ctx: typer.Context) -> None:
 @specs_app.command("show")
 @user_errors
 def specs_show(name: str = typer.Argument(..., help="Preset name or path to a spec TOML.")) -> None:
-    """Print a spec as TOML (presets print their shipped file, comments included)."""
+    """Print a spec as TOML (presets print their shipped file, comments included).
+
+    The text is written as it is, never wrapped or coloured, so `medreward specs show NAME > my.toml`
+    gives a file that loads as the same spec."""
+    spec = load_spec(name)  # validate first; an unknown name fails with the list of presets
     path = preset_path(name)
-    text = path.read_text("utf-8") if path.is_file() else load_spec(name).to_toml()
-    load_spec(name)  # validate; an unknown name fails with the list of presets
-    out.print(Syntax(text, "toml", theme="ansi_dark", word_wrap=True))
+    text = path.read_text("utf-8") if path.is_file() else spec.to_toml()
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
