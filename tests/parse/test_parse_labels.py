@@ -185,3 +185,87 @@ def test_megabyte_inputs_parse_fast(adversarial: str) -> None:
 
 def test_docstring_examples() -> None:
     assert doctest.testmod(labels_module).failed == 0
+
+
+# -- negation (issue 9, item 21) -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "text, labels, negated",
+    [
+        ("cocaine; benzodiazepines excluded", ("cocaine",), ("benzodiazepines",)),
+        ("cocaine, benzodiazepines excluded", ("cocaine",), ("benzodiazepines",)),  # the list asserts cocaine
+        ("opioids and benzodiazepines ruled out", (), ("opioids", "benzodiazepines")),  # joined by "and"
+        ("cocaine, opioids and benzodiazepines were ruled out", ("cocaine",), ("opioids", "benzodiazepines")),
+        ("no opioids", (), ("opioids",)),
+        ("Not ethanol", (), ("ethanol",)),
+        ("opioids; not ethanol", ("opioids",), ("ethanol",)),
+        ("negative for opioids, cocaine but positive for ethanol", ("positive for ethanol",), ("opioids", "cocaine")),
+        ("opioids, without ethanol", ("opioids",), ("ethanol",)),
+        ("denies ethanol; opioids", ("opioids",), ("ethanol",)),
+        ("free of opioids. Ethanol", ("Ethanol",), ("opioids",)),  # ". " ends the clause
+        ("cocaine. No benzodiazepines.", ("cocaine",), ("benzodiazepines",)),
+        ("benzodiazepines unlikely\nopioids", ("opioids",), ("benzodiazepines",)),  # a new line ends it too
+        ("opioids; benzodiazepines negative", ("opioids",), ("benzodiazepines",)),
+        ("cocaine rather than amphetamines", ("cocaine",), ("amphetamines",)),
+        ("opioids (no ethanol)", ("opioids",), ("ethanol",)),
+        ('["cocaine", "no ethanol"]', ("cocaine",), ("ethanol",)),  # each JSON item is its own clause
+        ("- cocaine\n- benzodiazepines ruled out", ("cocaine",), ("benzodiazepines",)),
+        # pseudo-triggers are not negation: the label stands, the phrase goes
+        ("benzodiazepines not excluded, opioids", ("benzodiazepines", "opioids"), ()),
+        ("cannot rule out opioids", ("opioids",), ()),
+        ("ethanol, cannot be ruled out", ("ethanol",), ()),
+        # a trigger alone, and words that merely contain one, are labels
+        ("no", ("no",), ()),
+        ("negative", ("negative",), ()),
+        ("none", ("none",), ()),
+        ("cannabinoids, anticonvulsants, nonbenzodiazepine", ("cannabinoids", "anticonvulsants", "nonbenzodiazepine"), ()),
+    ],
+)
+def test_negated_mentions_are_not_labels(text: str, labels: tuple[str, ...], negated: tuple[str, ...]) -> None:
+    result = parse_labels(text)
+    assert (result.labels, result.negated) == (labels, negated)
+
+
+NEGATION_TOKENS = st.sampled_from(
+    ["no ", "not ", "excluded", " ruled out", "negative for ", "opioids", "ethanol", ", ", "; ", " and ", ". ",
+     " but ", "\n", "(", ")", "cannot be ruled out", "without ", "-", "[", "]", '"', " "]
+)  # fmt: skip
+
+
+@FUZZ
+@given(st.lists(NEGATION_TOKENS, max_size=40).map("".join))
+def test_negation_soup_parses_within_bounds(text: str) -> None:
+    result = parse_labels(text, max_labels=5)
+    assert len(result.labels) <= 5 and len(result.negated) <= 5
+    assert all(label and label == label.strip() for label in result.labels + result.negated)
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(["opioids", "ethanol", "cocaine", "heroin", "LSD"]), min_size=1, max_size=6, unique=True))
+def test_appending_a_negated_clause_only_adds_to_negated(items: list[str]) -> None:
+    base = parse_labels(", ".join(items))
+    more = parse_labels(", ".join(items) + "; no benzodiazepines")
+    assert more.labels == base.labels and more.negated == ("benzodiazepines",)
+
+
+@pytest.mark.parametrize(
+    "adversarial",
+    ["no " * 300_000, "not excluded, " * 100_000, "(no " * 200_000, "a and " * 200_000 + "ruled out", "no x; " * 150_000],
+)
+def test_negation_stays_linear(adversarial: str) -> None:
+    start = time.perf_counter()
+    parse_labels(adversarial, max_chars=2_000_000)
+    assert time.perf_counter() - start < 3.0
+
+
+def test_negation_docstring_examples() -> None:
+    import medreward.parse.negation as negation_module
+
+    assert doctest.testmod(negation_module).failed == 0
+
+
+def test_every_trigger_holds_a_hint_word() -> None:
+    # an answer skips the negation reader when it holds no hint word: every trigger must have one
+    from medreward.parse import negation
+
+    for phrase in negation._PRE + negation._POST + negation._PSEUDO:
+        assert negation._HINT_WORDS.intersection(phrase.split()), phrase

@@ -320,3 +320,20 @@ def test_batch_output_length() -> None:
 
 def test_docstring_examples() -> None:
     assert doctest.testmod(multilabel_module).failed == 0
+
+
+@pytest.mark.parametrize(
+    "answer, truth, expected, negated",
+    [
+        ("cocaine; benzodiazepines excluded", ["stimulants"], 1.0, ["benzodiazepines"]),  # was 2/3: a hallucination
+        ("opioids, no ethanol", ["opioids"], 1.0, ["ethanol"]),
+        ("no opioids", [], 1.0, ["opioids"]),  # an answer that only negates states the empty set
+        ("no opioids", ["opioids"], 0.0, ["opioids"]),
+        ("opioids; benzodiazepines not excluded", ["opioids", "benzodiazepines"], 1.0, None),  # a pseudo-trigger
+    ],
+)
+def test_negated_mentions_are_not_predictions(tox: MultiLabel, answer: str, truth, expected: float, negated) -> None:
+    result = score(tox, answer, truth)
+    assert result.value == pytest.approx(expected)
+    assert result.info.get("negated") == negated
+    assert not set(negated or ()) & set(result.info["hallucinated"])

@@ -15,6 +15,10 @@ prediction, diagnosis) and a Markdown code fence are dropped. Each label is stri
 whitespace, surrounding quotes, Markdown bold/italics/backticks and trailing ``.``/``:``/``!``.
 Labels are deduplicated case-insensitively, first occurrence kept, order preserved.
 
+Negated mentions are not labels: "cocaine; benzodiazepines excluded" gives ``("cocaine",)``
+and lists ``"benzodiazepines"`` in ``negated`` (NegEx/ConText-style triggers and scopes, see
+:mod:`medreward.parse.negation`). Answers without a trigger word skip that reader.
+
 Bounded and linear: at most ``max_chars`` characters are read, ``max_labels`` labels kept
 and each label cut to ``max_label_chars`` (a cut label gets a trailing "…" so it can never
 match a vocabulary term by accident); any of these sets ``truncated``. Only ``str`` methods
@@ -30,6 +34,8 @@ backtrack beyond its own length.
 ('Opioids', 'Ethanol')
 >>> parse_labels("Answer: cocaine and ethanol").labels
 ('cocaine', 'ethanol')
+>>> parse_labels("cocaine; benzodiazepines excluded")
+LabelList(labels=('cocaine',), truncated=False, format='text', negated=('benzodiazepines',))
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ import json
 import re
 from collections.abc import Iterable
 from typing import Any, Literal, NamedTuple
+
+from .negation import might_negate, negation_of, split_clauses
 
 __all__ = ["LabelList", "parse_labels", "parse_labels_batch"]
 
@@ -68,11 +76,14 @@ class LabelList(NamedTuple):
     ``labels``: raw label strings, cleaned and deduplicated, in order. ``truncated``: a bound
     was hit (text, label count or label length). ``format``: ``"json"`` (a JSON array,
     possibly the explicit empty ``[]``), ``"text"``, or ``"empty"`` (nothing but blanks).
+    ``negated``: labels the answer mentions as absent ("no X", "X ruled out"), cleaned and
+    deduplicated like ``labels``; they are not in ``labels``.
     """
 
     labels: tuple[str, ...]
     truncated: bool = False
     format: Literal["json", "text", "empty"] = "text"
+    negated: tuple[str, ...] = ()
 
 
 _EMPTY = LabelList((), False, "empty")
@@ -100,15 +111,17 @@ def parse_labels(
     s = text.strip()
     if not s:
         return LabelList((), truncated, "empty") if truncated else _EMPTY
-    if _is_plain_list(s):
+    negation = might_negate(s)
+    if not negation and _is_plain_list(s):
         plain = _plain_list(s, max_labels, max_label_chars)
         if plain is not None:
             return LabelList(plain, truncated, "text")
-    return _parse_layouts(s, max_labels, max_label_chars, truncated)
+    return _parse_layouts(s, max_labels, max_label_chars, truncated, negation)
 
 
-def _parse_layouts(s: str, max_labels: int, max_label_chars: int, truncated: bool) -> LabelList:
-    """The general reader of every layout, for stripped, non-empty text ``s``."""
+def _parse_layouts(s: str, max_labels: int, max_label_chars: int, truncated: bool, negation: bool = False) -> LabelList:
+    """The general reader of every layout, for stripped, non-empty text ``s`` (``negation``: it
+    holds a trigger word, so negated mentions are looked for)."""
     if s.startswith("```"):  # ```json ... ```: drop the fence lines
         s = s[3:]
         s = s[s.find("\n") + 1 :] if "\n" in s else s.lstrip("abcdefghijklmnopqrstuvwxyz")
@@ -120,13 +133,18 @@ def _parse_layouts(s: str, max_labels: int, max_label_chars: int, truncated: boo
         return LabelList((), truncated, "empty")
 
     out = _Collector(max_labels, max_label_chars, truncated)
+    negated = _Collector(max_labels, max_label_chars, False) if negation else None
     if s[:1] in "[{":
         items = _json_items(s)
         if items is not None:
             for item in items:
+                if negated is not None:  # each array item is its own clause
+                    read = negation_of(item)
+                    negated.add(read.negated)
+                    item = read.asserted
                 if not out.add(item):
                     break
-            return out.result("json")
+            return out.result("json", negated)
         # bracketed but not JSON, e.g. [opioids, 'ethanol']: read the inside as text
         if s[0] == "[":
             s = s[1:-1] if s.endswith("]") else s[1:]
@@ -135,9 +153,33 @@ def _parse_layouts(s: str, max_labels: int, max_label_chars: int, truncated: boo
         line = _strip_bullet(line.strip())
         if not line:
             continue
-        if not out.add_all(_split_line(line)):
+        if not (out.add_all(_split_line(line)) if negated is None else _add_negated_line(line, out, negated)):
             break
-    return out.result("text")
+    return out.result("text", negated)
+
+
+def _add_negated_line(line: str, out: _Collector, negated: _Collector) -> bool:
+    """Add one line's asserted labels to ``out`` and its negated ones to ``negated``, clause by
+    clause (:mod:`medreward.parse.negation`); False once the label cap is reached."""
+    for clause in split_clauses(line):
+        reads = [negation_of(item) for item, _ in clause]
+        scoped = [False] * len(reads)  # negated as a whole by a trigger in another item
+        in_scope = False  # a pre-trigger earlier in this clause
+        for k, read in enumerate(reads):
+            scoped[k] = scoped[k] or in_scope
+            in_scope = in_scope or read.opens_scope
+            if read.closes_back:  # "A and B ruled out": the items joined to B by "and" too
+                j = k - 1
+                while j >= 0 and clause[j][1]:
+                    scoped[j] = True
+                    j -= 1
+        for read, whole in zip(reads, scoped):
+            negated.add(read.negated)
+            if whole:
+                negated.add(read.asserted)
+            elif not out.add(read.asserted):
+                return False
+    return True
 
 
 def _is_plain_list(s: str) -> bool:
@@ -217,8 +259,10 @@ class _Collector:
             labels.append(label)
         return True
 
-    def result(self, fmt: Literal["json", "text"]) -> LabelList:
-        return LabelList(tuple(self.labels), self.truncated, fmt)
+    def result(self, fmt: Literal["json", "text"], negated: _Collector | None = None) -> LabelList:
+        if negated is None or not negated.labels:
+            return LabelList(tuple(self.labels), self.truncated or bool(negated and negated.truncated), fmt)
+        return LabelList(tuple(self.labels), self.truncated or negated.truncated, fmt, tuple(negated.labels))
 
 
 def _clean(label: str) -> str:

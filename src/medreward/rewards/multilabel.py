@@ -34,6 +34,7 @@ class _Prediction(NamedTuple):
     unknown: tuple[str, ...]  # raw labels outside the vocabulary (one per distinct key)
     truncated: bool
     empty: bool  # nothing was stated at all (not even "none" or [])
+    negated: tuple[str, ...]  # labels the answer names as absent ("no X", "X ruled out")
 
 
 class _Verdict(NamedTuple):
@@ -46,6 +47,7 @@ class _Verdict(NamedTuple):
     unknown: tuple[str, ...]
     truncated: bool
     reason: str | None  # why an answer scored 0 without being compared (no labels stated)
+    negated: tuple[str, ...] = ()
 
 
 def set_agreement(
@@ -111,6 +113,10 @@ class MultiLabel(RewardComponent):
       ``info["reason"]`` (DeToxR: an unparseable answer gets 0). The empty set must be said
       ("none"), so an empty answer cannot collect the ∅/∅ = 1 reward;
     * "none" next to real labels is ignored (the labels count);
+    * negated mentions ("cocaine; benzodiazepines excluded", "no ethanol", "opioids ruled out")
+      are not predictions (:mod:`medreward.parse.negation`: NegEx/ConText-style triggers and
+      scopes); ``info["negated"]`` lists them as written. An answer that only negates states
+      the empty set;
     * a reference without the field is ``not_applicable``; a reference naming an id that is
       not in the vocabulary raises :class:`~medreward.errors.RecordError` (a data bug: the
       runner records ``error``). The reference field is a list of ids, or a string — comma
@@ -197,6 +203,8 @@ class MultiLabel(RewardComponent):
             }
             if verdict.truncated:
                 info["truncated"] = True
+            if verdict.negated:
+                info["negated"] = list(verdict.negated)
             append(ComponentScore(verdict.value, info=info))
         return out
 
@@ -220,6 +228,7 @@ class MultiLabel(RewardComponent):
             pred.unknown,
             pred.truncated,
             None,
+            pred.negated,
         )
 
     def _zero(self, truth: tuple[str, ...], reason: str) -> ComponentScore:
@@ -235,7 +244,8 @@ class MultiLabel(RewardComponent):
             if hit is not None:
                 return hit
         parsed = parse_labels(answer)
-        stated = parsed.format == "json" or bool(parsed.labels)  # "[]" states the empty set
+        # "[]" states the empty set, and so does an answer that only negates ("no opioids")
+        stated = parsed.format == "json" or bool(parsed.labels) or bool(parsed.negated)
         found = self._vocab.normalize_all(parsed.labels, drug_ner=self.params.drug_ner)
         unknown: dict[str, str] = {}  # key → first raw spelling
         if None in found:
@@ -243,7 +253,9 @@ class MultiLabel(RewardComponent):
                 if hit is None:
                     unknown.setdefault(term_key(label) or label, label)
         ids = dict.fromkeys(chain.from_iterable(hit for hit in found if hit is not None))
-        pred = _Prediction(tuple(ids), frozenset(ids), tuple(unknown.values()), parsed.truncated, not stated)
+        pred = _Prediction(
+            tuple(ids), frozenset(ids), tuple(unknown.values()), parsed.truncated, not stated, parsed.negated
+        )
         if cacheable:
             remember(self._predictions, answer, pred, _PREDICTION_CACHE_MAX)
         return pred
