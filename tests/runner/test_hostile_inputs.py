@@ -90,7 +90,8 @@ def test_hostile_completions_are_scored_or_rejected(preset: str, workers: int, t
     assert "null" in by_id["null"].info["error"]
     # a conversation whose assistant turn holds a number is no more text than the number itself
     assert by_id["list of junk"].status is Status.ERROR
-    assert "message content must be text, got int" in by_id["list of junk"].info["error"]
+    # (its first item, 1, is not a message at all: that is what the error names; issue 9, item 19)
+    assert 'a list completion must hold message objects {"role", "content"}; item 0 is int' in by_id["list of junk"].info["error"]
     # text that is merely strange is scored like any other text
     for name in ("NUL and control characters", "lone surrogates", "10 MB completion", "only <"):
         assert by_id[name].status is Status.OK, f"{name}: {by_id[name].info}"
