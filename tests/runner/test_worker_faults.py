@@ -59,6 +59,7 @@ def test_killing_a_worker_mid_run_loses_no_record():
         if killed is None and len(out) == 50:  # the first chunk is back; others are in flight
             killed = worker_pids()[0]
             os.kill(killed, signal.SIGKILL)
+            time.sleep(0.5)  # let the death be noticed before more input is read and submitted
     assert killed is not None and killed not in worker_pids()
     assert [r.record["id"] for r in out] == [r["id"] for r in rows]
     assert all(r.status is Status.OK and r.reward == 2.0 for r in out)

@@ -76,8 +76,9 @@ class RewardComponent:
     (or ``score_batch`` when the batch can be scored faster as a whole).
 
     The runner times a ``score_one`` component per sample (``time_limit`` each). A component
-    that overrides ``score_batch`` is timed per batch (``time_limit`` × its size); if the batch
-    raises or overruns, it is re-run one sample at a time to find the culprit. So override
+    that overrides ``score_batch`` is timed per batch (``batch_time_limit``, default
+    ``max(60 s, time_limit)``); if the batch raises or overruns, it is re-run one sample at a
+    time (``time_limit`` each) to find the culprit. So override
     ``score_batch`` only where each sample's work is bounded, as with the linear parsers of
     ``format.tags`` and ``multilabel``; code that may hang (a solver, a remote judge) belongs
     in ``score_one``.
