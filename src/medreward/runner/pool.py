@@ -290,6 +290,7 @@ class ProcessMap(Generic[T]):
                         exhausted = True
                     else:
                         window.append(_Job(task))
+                self._dispatch(window)  # before handing results out: workers stay busy meanwhile
                 while window and window[0].state == _DONE:
                     job = window.pop(0)
                     yield job.task, job.result
@@ -297,8 +298,8 @@ class ProcessMap(Generic[T]):
                     if exhausted:
                         return
                     continue
-                self._dispatch(window)
-                self._collect(window)
+                if window[0].state != _DONE:
+                    self._collect(window)
         finally:
             self.close()
 
