@@ -15,7 +15,7 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from .errors import RecordError
-from .parse.text import TextTypeError, as_text
+from .text import TextTypeError, as_text
 
 T = TypeVar("T")
 
@@ -42,7 +42,7 @@ def message_text(content: Any) -> str:
     """Text of a chat message's ``content`` (a string, or a list of typed parts).
 
     Content that is neither (a number, an object) raises
-    :class:`~medreward.parse.text.TextTypeError`: a reward must not score ``"7"`` for ``7``.
+    :class:`~medreward.text.TextTypeError`: a reward must not score ``"7"`` for ``7``.
     """
     if content is None:
         return ""
@@ -98,7 +98,7 @@ class Rollout:
     completion string, or the assistant turns of a conversational completion joined.
 
     Untrusted values are kept as they came: a completion that is ``None`` or a number is
-    stored as-is and turned into text by :func:`medreward.parse.text.as_text` when a
+    stored as-is and turned into text by :func:`medreward.text.as_text` when a
     component reads it, so a bad sample is scored or rejected on its own.
     """
 

@@ -178,7 +178,7 @@ def test_empty_and_format_only_outputs() -> None:
 
 
 def test_non_text_completion_raises() -> None:
-    from medreward.parse.text import TextTypeError
+    from medreward.text import TextTypeError
 
     with pytest.raises(TextTypeError):
         Length(**OVERLONG).score_one(Rollout(completion=None))

@@ -59,7 +59,7 @@ from medreward.integrations.references import bad_input, coerce_reference, split
 from medreward.integrations.registry import SpecLike, UnknownDataSourceError, resolve_data_source, resolve_spec
 from medreward.integrations.results import STATUS_KEYS, check_component_keys, flat_scores, warn_failures
 from medreward.integrations.scorers import SharedScorer, get_scorer
-from medreward.parse.text import clean_surrogates
+from medreward.text import clean_surrogates
 
 __all__ = [
     "ASSISTANT_MARKERS",

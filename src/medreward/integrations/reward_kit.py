@@ -41,8 +41,8 @@ from medreward.integrations.references import bad_input, coerce_reference, to_bu
 from medreward.integrations.registry import SpecLike, resolve_spec
 from medreward.integrations.results import warn_failures
 from medreward.integrations.scorers import get_scorer
-from medreward.parse.text import TextTypeError
 from medreward.records import ScoredRecord, Status, message_text
+from medreward.text import TextTypeError
 
 __all__ = [
     "DEFAULT_SPEC",

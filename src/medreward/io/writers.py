@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, Protocol, Self
 
 from ..errors import InputError
-from ..parse.text import encodes_as_utf8
 from ..records import ScoredRecord
+from ..text import encodes_as_utf8
 from .readers import JSON_COLUMNS_KEY, OVERFLOW_KEY, Format, detect_format
 
 __all__ = ["SCORED_FIELDS", "RecordWriter", "open_writer"]

@@ -46,9 +46,9 @@ from typing import Any, Literal
 from ..compose.combine import combine, not_applicable_summary
 from ..compose.spec import Spec, load_spec
 from ..errors import RecordError
-from ..parse.text import TextTypeError
 from ..records import BadRecord, ComponentScore, Rollout, ScoredRecord, Status
 from ..rewards.base import RewardComponent
+from ..text import TextTypeError
 from .pool import Deadline, Failed, ProcessMap, current_deadline
 from .stats import RunStats
 from .watchdog import TIMED_OUT, DaemonWorker, run_with_deadline
