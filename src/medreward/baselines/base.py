@@ -14,9 +14,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..tasks.base import UnknownNameError, list_tasks
+from ..registry import Registry
+from ..tasks.base import UnknownNameError
 
-__all__ = ["Policy", "PolicyInfo", "get_policy", "list_policies", "policy_rng", "register_policy", "run_policy"]
+__all__ = [
+    "Policy",
+    "PolicyInfo",
+    "get_policy",
+    "list_policies",
+    "load_builtin_policies",
+    "policy_rng",
+    "register_policy",
+    "run_policy",
+]
 
 
 class Policy(Protocol):
@@ -31,32 +41,40 @@ class PolicyInfo:
     policy: Policy
 
 
-_POLICIES: dict[tuple[str, str], PolicyInfo] = {}
+# Modules whose import registers the built-in policies (and their task metrics), loaded on
+# the first lookup.
+_BUILTIN_MODULES = ("toxicology", "calculators", "icd_coding", "mcq")
+_POLICIES: Registry[tuple[str, str], PolicyInfo] = Registry(
+    "policy", "policies", package=__name__.rpartition(".")[0], builtins=_BUILTIN_MODULES, error=UnknownNameError
+)
 
 
 def register_policy(task: str, name: str, *, description: str) -> Callable[[Policy], Policy]:
+    """Decorator: register a policy as ``name`` for ``task``."""
+
     def decorator(fn: Policy) -> Policy:
-        _POLICIES[(task, name)] = PolicyInfo(task, name, description, fn)
+        _POLICIES.add((task, name), PolicyInfo(task, name, description, fn))
         return fn
 
     return decorator
 
 
-def list_policies(task: str | None = None) -> list[PolicyInfo]:
-    list_tasks()  # importing the task modules registers their policies too
-    from . import _load_builtins
+def load_builtin_policies() -> None:
+    """Import the built-in baseline modules (which also register their task metrics)."""
+    _POLICIES.load_builtins()
 
-    _load_builtins()
-    return [p for (t, _), p in sorted(_POLICIES.items()) if task is None or t == task]
+
+def list_policies(task: str | None = None) -> list[PolicyInfo]:
+    """The registered policies (built-ins included), of ``task`` or of every task, sorted."""
+    return [p for (t, _), p in _POLICIES.entries().items() if task is None or t == task]
 
 
 def get_policy(task: str, name: str) -> PolicyInfo:
-    policies = list_policies(task)
-    for p in policies:
-        if p.name == name:
-            return p
-    known = ", ".join(p.name for p in policies) or "none"
-    raise UnknownNameError(f"unknown policy {name!r} for task {task!r}; known policies: {known}")
+    """The policy ``name`` of ``task``; an :class:`UnknownNameError` lists that task's policies."""
+    info = _POLICIES.find((task, name))
+    if info is None:
+        raise _POLICIES.unknown(name, (p.name for p in list_policies(task)), context=f" for task {task!r}")
+    return info
 
 
 def policy_rng(task: str, name: str, seed: int = 0) -> random.Random:

@@ -41,6 +41,7 @@ from ..parse.labels import parse_labels
 from ..parse.tags import extract_section
 from ..records import Rollout, ScoredRecord, Status
 from ..vocab import load_vocabulary
+from .base import load_builtin_policies
 
 __all__ = [
     "EvaluationResult",
@@ -107,9 +108,7 @@ def register_metric(task: str) -> Callable[[MetricFunction], MetricFunction]:
 
 def metric_functions(task: str) -> list[MetricFunction]:
     """The metric functions registered for ``task`` (after importing the built-in baselines)."""
-    from . import _load_builtins
-
-    _load_builtins()
+    load_builtin_policies()
     return list(_METRICS.get(task, ()))
 
 

@@ -6,8 +6,6 @@ Built-in kinds: ``format.tags``, ``length``, ``repetition``, ``reasoning_pattern
 
 from __future__ import annotations
 
-import importlib
-
 from .base import (
     ComponentParams,
     RewardComponent,
@@ -17,28 +15,3 @@ from .base import (
 )
 
 __all__ = ["ComponentParams", "RewardComponent", "component_class", "register", "registered_kinds"]
-
-# Modules that register the built-in kinds; imported lazily so `import medreward` stays fast
-# (the ICD and unit modules load sizeable data).
-_BUILTIN_MODULES = (
-    "format_tags",
-    "length",
-    "repetition",
-    "reasoning_pattern",
-    "choice",
-    "classification",
-    "multilabel",
-    "numeric",
-    "icd_codes",
-    "iou",
-)
-_loaded = False
-
-
-def _load_builtin_components() -> None:
-    global _loaded
-    if _loaded:
-        return
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(f"{__name__}.{module}")
-    _loaded = True

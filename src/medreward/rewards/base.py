@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ..errors import SpecError
 from ..parse.tags import extract_section, section_content
 from ..records import ComponentScore, Rollout
+from ..registry import Registry
 
 __all__ = [
     "ComponentParams",
@@ -157,7 +158,28 @@ def _rebuild(kind: str, name: str, params: dict[str, Any]) -> RewardComponent:
     return component_class(kind)(name=name, **params)
 
 
-_REGISTRY: dict[str, type[RewardComponent]] = {}
+# Modules that register the built-in kinds; imported on the first lookup so `import medreward`
+# stays fast (the ICD and unit modules load sizeable data).
+_BUILTIN_MODULES = (
+    "format_tags",
+    "length",
+    "repetition",
+    "reasoning_pattern",
+    "choice",
+    "classification",
+    "multilabel",
+    "numeric",
+    "icd_codes",
+    "iou",
+)
+_COMPONENTS: Registry[str, type[RewardComponent]] = Registry(
+    "component kind",
+    "kinds",
+    package=__name__.rpartition(".")[0],
+    builtins=_BUILTIN_MODULES,
+    error=SpecError,
+    hint=" (or give a custom one as 'package.module:ClassName')",
+)
 
 C = TypeVar("C", bound=type[RewardComponent])
 
@@ -166,25 +188,19 @@ def register(cls: C) -> C:
     """Class decorator: make a component usable in specs under ``cls.kind``."""
     if not cls.kind:
         raise TypeError(f"{cls.__name__} has no kind")
-    if cls.kind in _REGISTRY and _REGISTRY[cls.kind] is not cls:
-        raise TypeError(f"component kind {cls.kind!r} is registered twice")
-    _REGISTRY[cls.kind] = cls
+    _COMPONENTS.add(cls.kind, cls)
     return cls
 
 
 def component_class(kind: str) -> type[RewardComponent]:
-    """The component class registered as ``kind``; a :class:`SpecError` lists the known kinds."""
-    from . import _load_builtin_components
-
-    _load_builtin_components()
-    if kind in _REGISTRY:
-        return _REGISTRY[kind]
+    """The component class registered as ``kind``, or a custom one named ``package.module:ClassName``;
+    a :class:`SpecError` lists the known kinds."""
+    cls = _COMPONENTS.find(kind)
+    if cls is not None:
+        return cls
     if ":" in kind:
         return _import_component(kind)
-    known = ", ".join(sorted(_REGISTRY))
-    raise SpecError(
-        f"unknown component kind {kind!r}; known kinds: {known} (or give a custom one as 'package.module:ClassName')"
-    )
+    raise _COMPONENTS.unknown(kind, _COMPONENTS.entries())
 
 
 def _import_component(path: str) -> type[RewardComponent]:
@@ -201,10 +217,8 @@ def _import_component(path: str) -> type[RewardComponent]:
 
 
 def registered_kinds() -> dict[str, type[RewardComponent]]:
-    from . import _load_builtin_components
-
-    _load_builtin_components()
-    return dict(sorted(_REGISTRY.items()))
+    """Every registered component kind (built-ins included) and its class, sorted by kind."""
+    return _COMPONENTS.entries()
 
 
 def answer_section(rollout: Rollout, tag: str | None, *, allow_unclosed: bool = False) -> str | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import MedrewardError
+from ..registry import Registry
 
 __all__ = ["TaskGenerator", "TaskInfo", "UnknownNameError", "get_task", "list_tasks", "register_task"]
 
@@ -33,32 +34,28 @@ class TaskInfo:
     generate: TaskGenerator
 
 
-_TASKS: dict[str, TaskInfo] = {}
+# Modules whose import registers the built-in tasks (loaded on the first lookup).
 _BUILTIN_MODULES = ("toxicology", "calculators", "icd_coding", "mcq")
+_TASKS: Registry[str, TaskInfo] = Registry(
+    "task", "tasks", package=__name__.rpartition(".")[0], builtins=_BUILTIN_MODULES, error=UnknownNameError
+)
 
 
 def register_task(name: str, *, description: str, preset: str) -> Callable[[TaskGenerator], TaskGenerator]:
+    """Decorator: register a case generator as task ``name``, scored by the spec ``preset``."""
+
     def decorator(fn: TaskGenerator) -> TaskGenerator:
-        _TASKS[name] = TaskInfo(name, description, preset, fn)
+        _TASKS.add(name, TaskInfo(name, description, preset, fn))
         return fn
 
     return decorator
 
 
-def _load_builtins() -> None:
-    import importlib
-
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(f"{__package__}.{module}")
-
-
 def list_tasks() -> dict[str, TaskInfo]:
-    _load_builtins()
-    return dict(sorted(_TASKS.items()))
+    """Every registered task (built-ins included), sorted by name."""
+    return _TASKS.entries()
 
 
 def get_task(name: str) -> TaskInfo:
-    tasks = list_tasks()
-    if name not in tasks:
-        raise UnknownNameError(f"unknown task {name!r}; known tasks: {', '.join(tasks)}")
-    return tasks[name]
+    """The task registered as ``name``; an :class:`UnknownNameError` lists the known tasks."""
+    return _TASKS.get(name)
