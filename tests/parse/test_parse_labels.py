@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import medreward.parse.labels as labels_module
 from medreward.parse.labels import LabelList, parse_labels, parse_labels_batch
+from scaling import assert_linear
 
 FUZZ = settings(deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 
@@ -248,13 +249,18 @@ def test_appending_a_negated_clause_only_adds_to_negated(items: list[str]) -> No
 
 
 @pytest.mark.parametrize(
-    "adversarial",
-    ["no " * 300_000, "not excluded, " * 100_000, "(no " * 200_000, "a and " * 200_000 + "ruled out", "no x; " * 150_000],
+    ("unit", "tail", "n"),
+    [
+        ("no ", "", 30_000),
+        ("not excluded, ", "", 8_000),
+        ("(no ", "", 20_000),
+        ("a and ", "ruled out", 20_000),
+        ("a ruled out and ", "", 1_000),  # every post-trigger reaches back over the whole "and" run
+        ("no x; ", "", 3_000),
+    ],
 )
-def test_negation_stays_linear(adversarial: str) -> None:
-    start = time.perf_counter()
-    parse_labels(adversarial, max_chars=2_000_000)
-    assert time.perf_counter() - start < 3.0
+def test_negation_stays_linear(unit: str, tail: str, n: int) -> None:
+    assert_linear(lambda text: parse_labels(text, max_chars=10_000_000), lambda k: unit * k + tail, n)
 
 
 def test_negation_docstring_examples() -> None:

@@ -165,14 +165,18 @@ def _add_negated_line(line: str, out: _Collector, negated: _Collector) -> bool:
         reads = [negation_of(item) for item, _ in clause]
         scoped = [False] * len(reads)  # negated as a whole by a trigger in another item
         in_scope = False  # a pre-trigger earlier in this clause
+        run_start = 0  # first item of the run joined by "and" that reaches item k
+        covered = 0  # items before this one are already negated by a post-trigger of the run
         for k, read in enumerate(reads):
             scoped[k] = scoped[k] or in_scope
             in_scope = in_scope or read.opens_scope
             if read.closes_back:  # "A and B ruled out": the items joined to B by "and" too
-                j = k - 1
-                while j >= 0 and clause[j][1]:
+                # from where the run's previous post-trigger stopped: linear in the clause
+                for j in range(max(run_start, covered), k):
                     scoped[j] = True
-                    j -= 1
+                covered = k
+            if not clause[k][1]:
+                run_start = k + 1
         for read, whole in zip(reads, scoped):
             negated.add(read.negated)
             if whole:
