@@ -56,7 +56,7 @@ import re2
 
 from medreward.errors import RecordError
 from medreward.integrations.references import bad_input, coerce_reference, split_task, to_builtin
-from medreward.integrations.registry import SpecLike, UnknownDataSourceError, resolve_data_source, resolve_spec
+from medreward.integrations.registry import SpecLike, UnknownDataSourceError, resolve_spec, task_specs
 from medreward.integrations.results import STATUS_KEYS, check_component_keys, flat_scores, warn_failures
 from medreward.integrations.scorers import SharedScorer, get_scorer
 from medreward.text import clean_surrogates
@@ -242,15 +242,8 @@ class OpenRLHFReward:
         time_limit: float | None = 10.0,
         as_tensors: bool | None = None,
     ) -> None:
-        if isinstance(tasks, str):
-            raise TypeError("tasks must be a mapping {task: spec} or a list of task names, not one string")
+        self.tasks = task_specs(tasks)
         self.spec_source = resolve_spec(spec) if spec is not None or tasks is None else None
-        if tasks is None:
-            self.tasks: dict[str, SpecLike] | None = None
-        elif isinstance(tasks, Mapping):
-            self.tasks = dict(tasks)
-        else:
-            self.tasks = {str(t): resolve_data_source(t) for t in tasks}
         if separator is not None and (not isinstance(separator, str) or not separator):
             raise ValueError(f"separator must be a non-empty string, got {separator!r}")
         self.separator = separator

@@ -35,6 +35,7 @@ __all__ = [
     "resolve_data_source",
     "resolve_spec",
     "spec_component_names",
+    "task_specs",
     "unregister_data_source",
 ]
 
@@ -176,6 +177,22 @@ def resolve_data_source(name: Any) -> SpecLike:
     Raises :class:`UnknownDataSourceError` (a ``ValueError``) that lists the known names.
     """
     return _REGISTRY.resolve(name)
+
+
+def task_specs(tasks: Mapping[str, SpecLike] | Sequence[str] | None) -> dict[str, SpecLike] | None:
+    """The ``tasks=`` option of the multi-task adapters as ``{task: spec}``.
+
+    A mapping is taken as is; a list of names is resolved as registered data sources (raising
+    :class:`UnknownDataSourceError` for an unknown one); ``None`` stays ``None`` (every
+    registered name is accepted, resolved when first seen).
+    """
+    if tasks is None:
+        return None
+    if isinstance(tasks, str):
+        raise TypeError("tasks must be a mapping {task: spec} or a list of task names, not one string")
+    if isinstance(tasks, Mapping):
+        return dict(tasks)
+    return {str(t): resolve_data_source(t) for t in tasks}
 
 
 def resolve_spec(spec: SpecLike | None, *, default: SpecLike | None = None) -> SpecLike:

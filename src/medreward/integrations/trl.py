@@ -66,6 +66,7 @@ from medreward.integrations.registry import (
     UnknownDataSourceError,
     load_spec_like,
     resolve_data_source,
+    task_specs,
 )
 from medreward.integrations.results import count_statuses, warn_failures
 from medreward.integrations.scorers import get_scorer
@@ -101,7 +102,73 @@ def _is_column(values: Any) -> bool:
     return not isinstance(values, (str, bytes, Mapping)) and hasattr(values, "__len__")
 
 
-class TRLReward:
+def _batch_size(name: str, completions: Sequence[Any] | None) -> int:
+    if completions is None:
+        raise ValueError(f"{name}: TRL passed no 'completions'")
+    return len(completions)
+
+
+class _TRLCallable:
+    """TRL's calling convention, once for every callable here: ``_score`` does the work (in a
+    worker thread for the async variants), ``_finish`` logs on the caller's thread and returns
+    one ``float | None`` per completion."""
+
+    def _score(self, prompts: Any, completions: Any, completion_ids: Any, kwargs: Mapping[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def _finish(self, scored: Any, kwargs: Mapping[str, Any]) -> list[float | None]:
+        raise NotImplementedError
+
+    def __call__(
+        self,
+        prompts: Sequence[Any] | None = None,
+        completions: Sequence[Any] | None = None,
+        completion_ids: Sequence[Sequence[int]] | None = None,
+        **kwargs: Any,
+    ) -> list[float | None]:
+        """One reward (or ``None``) per completion. Raises only for misaligned inputs."""
+        return self._finish(self._score(prompts, completions, completion_ids, kwargs), kwargs)
+
+
+class _AsyncCall(_TRLCallable):
+    """``async __call__``: TRL (``is_async_callable``) awaits it together with its other async
+    reward functions; the scoring itself runs in a worker thread."""
+
+    async def __call__(  # type: ignore[override]
+        self,
+        prompts: Sequence[Any] | None = None,
+        completions: Sequence[Any] | None = None,
+        completion_ids: Sequence[Sequence[int]] | None = None,
+        **kwargs: Any,
+    ) -> list[float | None]:
+        scored = await asyncio.to_thread(self._score, prompts, completions, completion_ids, kwargs)
+        return self._finish(scored, kwargs)  # on the caller's thread: TRL's log buffers are not locked
+
+
+def _log_batch(
+    kwargs: Mapping[str, Any],
+    name: str,
+    records: Sequence[ScoredRecord],
+    metrics: Callable[[], dict[str, float]],
+    *,
+    metric_prefix: str | None,
+    log_samples: bool,
+) -> None:
+    """Hand a batch's metrics to TRL's ``log_metric`` and its per-sample status and info to
+    ``log_extra`` (each only when TRL passed it and the callable is configured to)."""
+    if not records:
+        return
+    log_metric: Callable[[str, float], None] | None = kwargs.get("log_metric")
+    if callable(log_metric) and metric_prefix:
+        for key, value in metrics().items():
+            log_metric(key, value)
+    log_extra: Callable[[str, list], None] | None = kwargs.get("log_extra")
+    if callable(log_extra) and log_samples:
+        log_extra(f"{name}/status", [r.status.value for r in records])
+        log_extra(f"{name}/info", [_info_text(r) for r in records])
+
+
+class TRLReward(_TRLCallable):
     """A picklable TRL reward function for a spec (or one component of it).
 
     Prefer the factories :func:`reward_func` and :func:`reward_funcs_per_component`.
@@ -153,19 +220,7 @@ class TRLReward:
         self._warned_no_reference = False
         get_scorer(self.spec, time_limit=time_limit)  # build now: a bad spec fails before training starts
 
-    # -- TRL entry point --------------------------------------------------------------------
-    def __call__(
-        self,
-        prompts: Sequence[Any] | None = None,
-        completions: Sequence[Any] | None = None,
-        completion_ids: Sequence[Sequence[int]] | None = None,
-        **kwargs: Any,
-    ) -> list[float | None]:
-        """One reward (or ``None``) per completion. Raises only for misaligned inputs."""
-        scored = self._score(prompts, completions, completion_ids, kwargs)
-        self._report(scored, kwargs)
-        return self._rewards(scored[0])
-
+    # -- TRL entry point (__call__ of _TRLCallable) -----------------------------------------
     def _score(
         self,
         prompts: Sequence[Any] | None,
@@ -173,9 +228,7 @@ class TRLReward:
         completion_ids: Sequence[Sequence[int]] | None,
         kwargs: Mapping[str, Any],
     ) -> Batch:
-        if completions is None:
-            raise ValueError(f"{self.__name__}: TRL passed no 'completions'")
-        n = len(completions)
+        n = _batch_size(self.__name__, completions)
         if prompts is None:
             prompts = [""] * n
         elif len(prompts) != n:
@@ -240,17 +293,15 @@ class TRLReward:
         return [None if r.reward is None or r.components.get(name) is None else r.reward for r in records]
 
     # -- reporting --------------------------------------------------------------------------
-    def _report(self, scored: Batch, kwargs: Mapping[str, Any]) -> None:
+    def _finish(self, scored: Batch, kwargs: Mapping[str, Any]) -> list[float | None]:
         records, stats = scored
         warn_failures(self.__name__, records)
-        log_metric: Callable[[str, float], None] | None = kwargs.get("log_metric")
-        if callable(log_metric) and self.metric_prefix and records:
-            for name, value in {**self._component_metrics(stats), **self._call_metrics(records)}.items():
-                log_metric(name, value)
-        log_extra: Callable[[str, list], None] | None = kwargs.get("log_extra")
-        if callable(log_extra) and self.log_samples and records:
-            log_extra(f"{self.__name__}/status", [r.status.value for r in records])
-            log_extra(f"{self.__name__}/info", [_info_text(r) for r in records])
+        _log_batch(
+            kwargs, self.__name__, records,
+            lambda: {**self._component_metrics(stats), **_call_metrics(f"{self.metric_prefix}/{self.__name__}", records)},
+            metric_prefix=self.metric_prefix, log_samples=self.log_samples,
+        )
+        return self._rewards(records)
 
     def _component_metrics(self, stats: RunStats) -> dict[str, float]:
         """``<prefix>/<spec>/<component>/mean|frac_*``: namespaced by spec, so two specs'
@@ -267,9 +318,6 @@ class TRLReward:
                 for status in (Status.NOT_APPLICABLE, Status.ERROR, Status.TIMEOUT):
                     out[f"{prefix}/{name}/frac_{status.value}"] = comp.counts[status.value] / scored
         return out
-
-    def _call_metrics(self, records: Sequence[ScoredRecord]) -> dict[str, float]:
-        return _call_metrics(f"{self.metric_prefix}/{self.__name__}", records)
 
     # -- pickling: TRL's async GRPO worker and multiprocessing pickle reward functions ----------
     def __getstate__(self) -> dict[str, Any]:
@@ -300,20 +348,9 @@ def _call_metrics(prefix: str, records: Sequence[ScoredRecord]) -> dict[str, flo
     }
 
 
-class AsyncTRLReward(TRLReward):
+class AsyncTRLReward(_AsyncCall, TRLReward):
     """:class:`TRLReward` with ``async __call__``: TRL (``is_async_callable``) awaits it together
     with its other async reward functions; the scoring itself runs in a worker thread."""
-
-    async def __call__(  # type: ignore[override]
-        self,
-        prompts: Sequence[Any] | None = None,
-        completions: Sequence[Any] | None = None,
-        completion_ids: Sequence[Sequence[int]] | None = None,
-        **kwargs: Any,
-    ) -> list[float | None]:
-        scored = await asyncio.to_thread(self._score, prompts, completions, completion_ids, kwargs)
-        self._report(scored, kwargs)  # on the caller's thread: TRL's log buffers are not locked
-        return self._rewards(scored[0])
 
 
 def _single_component(spec: Spec, component: str) -> Spec:
@@ -392,7 +429,7 @@ def reward_funcs_per_component(spec: SpecLike, *, asynchronous: bool = False, **
 
 
 # -- multi-task runs ------------------------------------------------------------------------------
-class TRLTaskRouter:
+class TRLTaskRouter(_TRLCallable):
     """One TRL reward function for a dataset that mixes tasks: each row is scored by the spec
     of its ``task`` column, so no spec pays its format credit on another task's rows.
 
@@ -425,8 +462,6 @@ class TRLTaskRouter:
         metric_prefix: str | None = "medreward",
         log_samples: bool = True,
     ) -> None:
-        if isinstance(tasks, str):
-            raise TypeError("tasks must be a mapping {task: spec} or a list of task names, not one string")
         self.__name__ = name
         self.task_column = task_column
         self.reference_column = reference_column
@@ -434,12 +469,7 @@ class TRLTaskRouter:
         self.time_limit = time_limit
         self.metric_prefix = metric_prefix
         self.log_samples = log_samples
-        if tasks is None:
-            self._allowed: dict[str, SpecLike] | None = None
-        elif isinstance(tasks, Mapping):
-            self._allowed = dict(tasks)
-        else:
-            self._allowed = {str(t): resolve_data_source(t) for t in tasks}
+        self._allowed = task_specs(tasks)
         self._members: dict[str, TRLReward] = {}
         for task in self._allowed or {}:
             self._member(task)  # build now: a bad spec fails before training starts
@@ -461,17 +491,6 @@ class TRLTaskRouter:
             )
         return member
 
-    def __call__(
-        self,
-        prompts: Sequence[Any] | None = None,
-        completions: Sequence[Any] | None = None,
-        completion_ids: Sequence[Sequence[int]] | None = None,
-        **kwargs: Any,
-    ) -> list[float | None]:
-        """One reward (or ``None``) per completion, each row scored by its task's spec."""
-        groups = self._score(prompts, completions, completion_ids, kwargs)
-        return self._report(len(completions or ()), groups, kwargs)
-
     def _score(
         self,
         prompts: Sequence[Any] | None,
@@ -479,9 +498,7 @@ class TRLTaskRouter:
         completion_ids: Sequence[Sequence[int]] | None,
         kwargs: Mapping[str, Any],
     ) -> list[tuple[TRLReward, list[int], Batch]]:
-        if completions is None:
-            raise ValueError(f"{self.__name__}: TRL passed no 'completions'")
-        n = len(completions)
+        n = _batch_size(self.__name__, completions)
         tasks = kwargs.get(self.task_column)
         if tasks is None or not _is_column(tasks) or len(tasks) != n:
             have = sorted(k for k in kwargs if k not in _TRAINER_KWARGS)
@@ -512,26 +529,23 @@ class TRLTaskRouter:
             out.append((member, idx, batch))
         return out
 
-    def _report(
-        self, n: int, groups: list[tuple[TRLReward, list[int], Batch]], kwargs: Mapping[str, Any]
+    def _finish(
+        self, groups: list[tuple[TRLReward, list[int], Batch]], kwargs: Mapping[str, Any]
     ) -> list[float | None]:
-        records: list[ScoredRecord | None] = [None] * n
-        metrics: dict[str, float] = {}
-        for member, idx, (recs, stats) in groups:
+        records: list[ScoredRecord | None] = [None] * sum(len(idx) for _, idx, _ in groups)
+        for member, idx, (recs, _) in groups:
             warn_failures(member.__name__, recs)
-            metrics.update(member._component_metrics(stats))
             for i, record in zip(idx, recs, strict=True):
                 records[i] = record
         ordered = [r for r in records if r is not None]
-        log_metric: Callable[[str, float], None] | None = kwargs.get("log_metric")
-        if callable(log_metric) and self.metric_prefix and ordered:
-            metrics.update(_call_metrics(f"{self.metric_prefix}/{self.__name__}", ordered))
-            for name, value in metrics.items():
-                log_metric(name, value)
-        log_extra: Callable[[str, list], None] | None = kwargs.get("log_extra")
-        if callable(log_extra) and self.log_samples and ordered:
-            log_extra(f"{self.__name__}/status", [r.status.value for r in ordered])
-            log_extra(f"{self.__name__}/info", [_info_text(r) for r in ordered])
+
+        def metrics() -> dict[str, float]:
+            out: dict[str, float] = {}
+            for member, _, (_, stats) in groups:
+                out.update(member._component_metrics(stats))
+            return {**out, **_call_metrics(f"{self.metric_prefix}/{self.__name__}", ordered)}
+
+        _log_batch(kwargs, self.__name__, ordered, metrics, metric_prefix=self.metric_prefix, log_samples=self.log_samples)
         return [r.reward for r in ordered]
 
     def __repr__(self) -> str:
@@ -539,18 +553,8 @@ class TRLTaskRouter:
         return f"{type(self).__name__}(name={self.__name__!r}, tasks={tasks!r})"
 
 
-class AsyncTRLTaskRouter(TRLTaskRouter):
+class AsyncTRLTaskRouter(_AsyncCall, TRLTaskRouter):
     """:class:`TRLTaskRouter` with ``async __call__`` (scoring runs in a worker thread)."""
-
-    async def __call__(  # type: ignore[override]
-        self,
-        prompts: Sequence[Any] | None = None,
-        completions: Sequence[Any] | None = None,
-        completion_ids: Sequence[Sequence[int]] | None = None,
-        **kwargs: Any,
-    ) -> list[float | None]:
-        groups = await asyncio.to_thread(self._score, prompts, completions, completion_ids, kwargs)
-        return self._report(len(completions or ()), groups, kwargs)
 
 
 def reward_func_by_task(
