@@ -200,6 +200,9 @@ def test_docstring_examples() -> None:
         ("Not ethanol", (), ("ethanol",)),
         ("opioids; not ethanol", ("opioids",), ("ethanol",)),
         ("negative for opioids, cocaine but positive for ethanol", ("positive for ethanol",), ("opioids", "cocaine")),
+        # an affirmation ends a pre-trigger's scope without a terminator word
+        ("negative for opioids, positive for ethanol", ("positive for ethanol",), ("opioids",)),
+        ("no opioids, consistent with ethanol, cocaine", ("consistent with ethanol", "cocaine"), ("opioids",)),
         ("opioids, without ethanol", ("opioids",), ("ethanol",)),
         ("denies ethanol; opioids", ("opioids",), ("ethanol",)),
         ("free of opioids. Ethanol", ("Ethanol",), ("opioids",)),  # ". " ends the clause

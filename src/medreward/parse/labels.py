@@ -45,7 +45,7 @@ import re
 from collections.abc import Iterable
 from typing import Any, Literal, NamedTuple
 
-from .negation import might_negate, negation_of, split_clauses
+from .negation import affirms, might_negate, negation_of, split_clauses
 
 __all__ = ["LabelList", "parse_labels", "parse_labels_batch"]
 
@@ -168,6 +168,8 @@ def _add_negated_line(line: str, out: _Collector, negated: _Collector) -> bool:
         run_start = 0  # first item of the run joined by "and" that reaches item k
         covered = 0  # items before this one are already negated by a post-trigger of the run
         for k, read in enumerate(reads):
+            if in_scope and affirms(clause[k][0]):  # "no X, positive for Y": Y is asserted
+                in_scope = False
             scoped[k] = scoped[k] or in_scope
             in_scope = in_scope or read.opens_scope
             if read.closes_back:  # "A and B ruled out": the items joined to B by "and" too

@@ -14,7 +14,10 @@ the negation rules of medspaCy's ConText (``resources/en/context_rules.json``, c
   out``, ``not only``… (the label stays a prediction, the phrase is dropped);
 * **terminators** end a clause, and with it a pre-trigger's scope: a new line, ``;``, ``. ``,
   and ``but``, ``however``, ``although``, ``though``, ``yet``, ``except``, ``apart from``,
-  ``aside from``, ``whereas``.
+  ``aside from``, ``whereas``;
+* **affirmations** at the start of a list item end a pre-trigger's scope too (ConText ends a
+  scope at a modifier of another kind): "negative for opioids, positive for ethanol" does not
+  negate ethanol. The phrase stays part of the label, as everywhere else.
 
 Differences from ConText, on purpose: a post-trigger's scope is its own label and the labels
 joined to it by "and" (ConText reaches back to the start of the sentence, which in a comma list
@@ -32,7 +35,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-__all__ = ["NegationSplit", "might_negate", "negation_of", "split_clauses"]
+__all__ = ["NegationSplit", "affirms", "might_negate", "negation_of", "split_clauses"]
 
 # Words of each trigger, lower-cased. The first word of every pre- and pseudo-trigger and the
 # last of every post-trigger appear in `_HINT`, which decides whether an answer needs this reader.
@@ -57,6 +60,7 @@ _PSEUDO = (
     "cannot exclude", "cannot rule out", "can't exclude", "can't rule out", "not only", "no increase",
     "not necessarily", "not certain if", "not rule out",
 )  # fmt: skip
+_AFFIRM = ("positive for", "pos for", "consistent with", "suggestive of", "confirmed", "present", "detected")
 _TERMINATORS = ("but", "however", "nevertheless", "although", "though", "yet", "except", "whereas", "apart from", "aside from")
 
 
@@ -73,6 +77,7 @@ _PRE_BY_FIRST = _by_word(_PRE, last=False)
 _PSEUDO_BY_FIRST = _by_word(_PSEUDO, last=False)
 _POST_BY_LAST = _by_word(_POST, last=True)
 _PSEUDO_BY_LAST = _by_word(_PSEUDO, last=True)
+_AFFIRM_BY_FIRST = _by_word(_AFFIRM, last=False)
 
 # Every trigger holds one of these words: an answer without any of them skips this reader (a
 # set lookup per word, several times cheaper than a search for every trigger).
@@ -132,6 +137,17 @@ def negation_of(item: str) -> NegationSplit:
     if split.asserted and split.negated:  # "opioids (no ethanol)": no bracket left dangling
         return split._replace(asserted=_balanced(split.asserted), negated=_balanced(split.negated))
     return split
+
+
+def affirms(item: str) -> bool:
+    """Whether a list item starts with an affirmation ("positive for X"), which ends the scope
+    of a pre-trigger earlier in its clause.
+
+    >>> affirms("positive for ethanol"), affirms("ethanol")
+    (True, False)
+    """
+    keys = [w.strip(_WORD_STRIP).casefold() for w in item.split(None, 2)[:2]]
+    return bool(keys) and bool(_phrase_at(keys, 0, _AFFIRM_BY_FIRST))
 
 
 def _balanced(text: str) -> str:
