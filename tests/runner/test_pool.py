@@ -6,7 +6,7 @@ import pickle
 import threading
 
 import pytest
-from faulty_components import sleeps_armed, squares_unless_13
+from faulty_components import BreaksOnArrival, sleeps_armed, squares_unless_13
 
 from medreward.runner.pool import Failed, ProcessMap, WorkerStartError
 
@@ -48,6 +48,18 @@ def test_a_task_that_cannot_be_pickled_is_bisected_without_a_worker():
     assert [t for t, _ in out] == [[1, 2], [lock], [3]]
     assert out[0][1] == [1, 4] and out[2][1] == [9]
     assert out[1][1].kind == "unsendable" and "pickle" in out[1][1].message
+
+
+def test_a_task_that_cannot_be_unpickled_in_the_worker_is_an_error_not_a_death():
+    """It is reported by the worker, which stays alive: no process is killed or replaced, and
+    the message says what happened (not 'a worker process died')."""
+    out, restarts = run([[1, BreaksOnArrival(), 3]])
+    assert [t for t, _ in out][0] == [1] and [t for t, _ in out][2] == [3]
+    assert out[0][1] == [1] and out[2][1] == [9]
+    failure = out[1][1]
+    assert failure.kind == "error"
+    assert "could not be read in the worker" in failure.message and "cannot be rebuilt here" in failure.message
+    assert restarts == 0
 
 
 def test_an_expired_deadline_kills_the_worker_and_the_task_is_amended():

@@ -162,3 +162,14 @@ def sleeps_armed(task):
         time.sleep(seconds)
     deadline.disarm()
     return list(task)
+
+
+def _refuse_to_arrive():
+    raise RuntimeError("this object cannot be rebuilt here")
+
+
+class BreaksOnArrival:
+    """Pickles fine in the parent; unpickling it (in a worker) raises."""
+
+    def __reduce__(self):
+        return (_refuse_to_arrive, ())

@@ -10,8 +10,9 @@ Faults are attributed exactly, because each worker holds one task at a time on i
   affected. A task of several items is split in halves and each half is retried on a fresh worker,
   so the bisection ends at the culprit item; one item is retried once, and if it kills a worker
   again it is reported as :class:`Failed`. The other items come back with their results.
-* **The function raises, or a task or result cannot be pickled**: bisected the same way (a task
-  that cannot be sent never reaches a worker); the single item left is reported as :class:`Failed`.
+* **The function raises, or a task or result cannot be pickled or unpickled**: bisected the same
+  way (a task that cannot be sent never reaches a worker; one that cannot be read there is
+  reported by the worker, which stays alive); the single item left is reported as :class:`Failed`.
 * **A deadline passes** (see :class:`Deadline`): the worker is killed and replaced, and the task is
   re-run as ``amend(task, index, tag)`` says (the caller marks what overran and skips it).
 
@@ -19,7 +20,8 @@ Workers exit when the parent goes: they block on the parent's pipe when idle, a 
 ends them when the parent process ends, and on Linux the kernel kills them too
 (``PR_SET_PDEATHSIG``), which also covers a worker stuck in C code that holds the GIL. Workers
 ignore SIGINT: a Ctrl-C in the terminal reaches the parent, which stops and shuts them down.
-No queues or locks are used, so no ``multiprocessing`` resource tracker is started either.
+No queues or locks are used. (Spawning still starts ``multiprocessing``'s resource tracker; it
+exits by itself once the parent and every worker have gone.)
 """
 
 from __future__ import annotations
@@ -129,6 +131,11 @@ def _exit_with_parent(parent_pid: int) -> None:
         threading.Thread(target=watch, name="medreward-parent-watch", daemon=True).start()
 
 
+@dataclass(frozen=True)
+class _Unreadable:
+    message: str
+
+
 def _worker_main(
     conn: Connection,
     shared: Any,
@@ -152,11 +159,16 @@ def _worker_main(
             task = conn.recv()
         except (EOFError, OSError):  # the parent closed the pipe or died
             return
+        except Exception as exc:  # noqa: BLE001 - the task arrived whole but cannot be unpickled here
+            task = _Unreadable(f"the task could not be read in the worker: {type(exc).__name__}: {exc}")
         if task is None:
             return
         if init_error is not None:
             conn.send(("init", init_error))
             return
+        if isinstance(task, _Unreadable):  # reported like a failed task; this worker stays usable
+            conn.send(("error", task.message))
+            continue
         try:
             result = fn(task)
         except BaseException as exc:  # noqa: BLE001 - any failure of one task is reported, never fatal
@@ -369,8 +381,8 @@ class ProcessMap(Generic[T]):
         except Exception as exc:  # noqa: BLE001 - a result that cannot be unpickled here
             message = ("error", f"the result could not be read: {type(exc).__name__}: {exc}")
         if message is None:  # no result: the worker died holding this job
+            self._replace(worker, kill=True)  # joins it, so its exit code is known below
             log.warning("a worker process died (exit code %s); retrying its task", worker.process.exitcode)
-            self._replace(worker, kill=True)
             self._died(window, job)
             return
         status, payload = message
