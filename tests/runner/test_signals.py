@@ -84,8 +84,9 @@ def test_no_worker_outlives_the_main_process(slow_run, tmp_path, how):
     assert len(workers) == 2, [p.cmdline() for p in children]
     os.kill(proc.pid, how)
     proc.wait(timeout=30)
-    # the workers and multiprocessing's resource tracker all go within a few seconds
-    assert survivors(children, within=5.0) == []
+    # the workers and multiprocessing's resource tracker all go (at once, normally; the bound is
+    # generous for a loaded machine, and polling returns as soon as they are gone)
+    assert survivors(children, within=30.0) == []
     if how == signal.SIGTERM:  # handled like Ctrl-C: the records so far are written, and counted
         _, stderr_or_out = proc.communicate(timeout=5)
         assert proc.returncode == 130

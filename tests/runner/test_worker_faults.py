@@ -133,7 +133,9 @@ def test_process_isolation_stops_a_gil_holding_component():
     assert [r.status for r in out] == [Status.OK, Status.TIMEOUT, Status.OK]
     assert "time limit of 0.5 s" in out[1].info["error"]
     assert out[1].components == {"format": 1.0, "catastrophicregex": None}
-    assert elapsed < 10  # the regex alone would run for ages
+    # the regex alone would run for ages (an unstopped run never returns): the bound only catches a
+    # stall, generous for worker start-up on a loaded machine (speed lives in benchmarks/)
+    assert elapsed < 60
     assert scorer.stats.restarted_workers == 1
     assert_no_workers_left()
 
@@ -164,8 +166,11 @@ def test_a_hanging_batch_is_bounded_by_the_batch_limit_not_by_time_limit_times_s
     rows[10]["completion"] = GOOD + " hang"
     started = time.monotonic()
     out = scorer.score(rows)
-    # batch (1 s), then one sample at a time: the hang costs its 0.5 s; 64 x 0.5 s would be 32 s
-    assert time.monotonic() - started < 10
+    # batch (1 s), then one sample at a time: the hang costs its 0.5 s. A batch limit of
+    # time_limit x size (32 s) would let the 30 s batch call finish and row 10 score ok, which
+    # the statuses below catch; the time bound only catches a stall (it took 10 s on a loaded
+    # 2-core machine, so a tight bound here was a flake)
+    assert time.monotonic() - started < 60
     assert [r.record["id"] for r in out if r.status is not Status.OK] == ["10"]
     assert out[10].status is Status.TIMEOUT
 
