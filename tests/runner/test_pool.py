@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
+import textwrap
 import threading
 
 import pytest
@@ -79,3 +83,25 @@ def test_an_expired_deadline_kills_the_worker_and_the_task_is_amended():
 def test_a_failing_initializer_is_reported_not_retried():
     with pytest.raises(WorkerStartError, match="ZeroDivisionError"):
         run([[1]], initializer=divmod, initargs=(1, 0))
+
+
+def test_workers_that_exit_while_starting_end_the_map_with_the_likely_cause():
+    """A worker that dies before its handshake is no task's fault: nothing is bisected or
+    reported per item, and after a few such starts in a row the map stops with a reason."""
+    with pytest.raises(WorkerStartError, match=r"exited while starting \(last exit code 7\).*__name__ == "):
+        run([[1, 2], [3]], initializer=os._exit, initargs=(7,))
+
+
+def test_a_script_without_a_main_guard_fails_with_advice_instead_of_looping(tmp_path):
+    """Spawned workers import the main script; without ``if __name__ == "__main__":`` each one
+    exits while starting. The run used to retry and bisect forever; now it stops with advice."""
+    script = tmp_path / "no_guard.py"
+    script.write_text(textwrap.dedent("""
+        import medreward
+        rows = [{"completion": "<think>x</think><answer>opioids</answer>",
+                 "reference": {"substances": ["opioids"]}}] * 50
+        medreward.Scorer("toxicology", workers=2).score(rows)
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode != 0
+    assert "WorkerStartError" in done.stderr and 'if __name__ == "__main__":' in done.stderr

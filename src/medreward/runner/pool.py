@@ -39,6 +39,8 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.sharedctypes import RawArray
 from typing import Any, Generic, TypeVar
 
+from ..errors import MedrewardError
+
 __all__ = ["Deadline", "Failed", "ProcessMap", "WorkerStartError", "current_deadline", "halves"]
 
 log = logging.getLogger(__name__)
@@ -59,8 +61,19 @@ class Failed:
     message: str
 
 
-class WorkerStartError(RuntimeError):
-    """The initializer failed in a worker process (the same failure would hit every worker)."""
+class WorkerStartError(MedrewardError, RuntimeError):
+    """Worker processes cannot start: the initializer failed in one (the same failure would hit
+    every worker), or workers keep exiting before they are ready (:data:`START_ATTEMPTS` in a row)."""
+
+
+#: workers in a row that may exit before they are ready before the map gives up
+START_ATTEMPTS = 3
+
+#: what makes workers exit while starting, in practice: spawn imports the caller's script
+START_HINT = (
+    "worker processes import the main script (multiprocessing's spawn start method): if you call "
+    "medreward from a script, put that call under `if __name__ == \"__main__\":`"
+)
 
 
 def halves(task: list[Any]) -> list[list[Any]]:
@@ -154,6 +167,10 @@ def _worker_main(
             initializer(*initargs)
         except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
             init_error = f"{type(exc).__name__}: {exc}"
+    # the handshake tells the parent a death from here on is the task's, not the start's
+    conn.send(("ready", init_error))
+    if init_error is not None:
+        return
     while True:
         try:
             task = conn.recv()
@@ -162,9 +179,6 @@ def _worker_main(
         except Exception as exc:  # noqa: BLE001 - the task arrived whole but cannot be unpickled here
             task = _Unreadable(f"the task could not be read in the worker: {type(exc).__name__}: {exc}")
         if task is None:
-            return
-        if init_error is not None:
-            conn.send(("init", init_error))
             return
         if isinstance(task, _Unreadable):  # reported like a failed task; this worker stays usable
             conn.send(("error", task.message))
@@ -211,6 +225,7 @@ class _Worker:
         self.process.start()
         child.close()
         self.job: _Job | None = None
+        self.ready = False  # set by the worker's handshake; a death before it is a failed start
 
     def stop(self, kill: bool = False) -> None:
         if kill:
@@ -265,6 +280,7 @@ class ProcessMap(Generic[T]):
         self.context = multiprocessing.get_context("spawn")  # safe with threads; the same on every platform
         self.workers: list[_Worker] = []
         self.restarts = 0  # workers replaced after a death or a deadline
+        self._failed_starts = 0  # workers in a row that exited before their handshake
 
     def __enter__(self) -> ProcessMap[T]:
         return self
@@ -330,7 +346,7 @@ class ProcessMap(Generic[T]):
             try:
                 worker.conn.send(job.task)
             except (OSError, EOFError):  # the idle worker died: replace it, try again
-                self._replace(worker)
+                self._lost(worker)
                 idle = [w for w in self.workers if w.job is None]
                 continue
             except Exception as exc:  # noqa: BLE001 - the task cannot be pickled: bisect without a worker
@@ -374,13 +390,16 @@ class ProcessMap(Generic[T]):
     def _receive(self, window: list[_Job[T]], worker: _Worker) -> None:
         job = worker.job
         assert job is not None
-        try:
-            message = worker.conn.recv() if worker.conn.poll() else None
-        except (EOFError, OSError):
-            message = None
-        except Exception as exc:  # noqa: BLE001 - a result that cannot be unpickled here
-            message = ("error", f"the result could not be read: {type(exc).__name__}: {exc}")
+        if not worker.ready:
+            self._handshake(worker)
+            if worker.ready and not worker.conn.poll():  # started; the task is still running
+                return
+        message = self._read(worker)
         if message is None:  # no result: the worker died holding this job
+            if not worker.ready:  # it never started: not the task's fault, so it is not bisected
+                job.state = _QUEUED
+                self._lost(worker)
+                return
             self._replace(worker, kill=True)  # joins it, so its exit code is known below
             log.warning("a worker process died (exit code %s); retrying its task", worker.process.exitcode)
             self._died(window, job)
@@ -392,10 +411,45 @@ class ProcessMap(Generic[T]):
             job.state = _DONE
             if getattr(payload, "retire_worker", False):
                 self._replace(worker)
-        elif status == "init":
-            raise WorkerStartError(f"a worker process could not start: {payload}")
         else:
             self._failed(window, job, Failed("error", payload))
+
+    @staticmethod
+    def _read(worker: _Worker) -> tuple[str, Any] | None:
+        """The worker's next message, or None when there is none because the worker has gone."""
+        try:
+            return worker.conn.recv() if worker.conn.poll() else None
+        except (EOFError, OSError):
+            return None
+        except Exception as exc:  # noqa: BLE001 - a result that cannot be unpickled here
+            return ("error", f"the result could not be read: {type(exc).__name__}: {exc}")
+
+    def _handshake(self, worker: _Worker) -> None:
+        """Read the worker's start message if it has come: ready, or the initializer's error."""
+        if not worker.conn.poll():
+            return
+        message = self._read(worker)
+        if message is None:
+            return
+        status, init_error = message
+        if init_error is not None:
+            raise WorkerStartError(f"a worker process could not start: {init_error}")
+        worker.ready = True
+        self._failed_starts = 0
+
+    def _lost(self, worker: _Worker) -> None:
+        """Replace a worker that has gone; raise once workers keep exiting before they start."""
+        if not worker.ready:
+            self._handshake(worker)  # its initializer's error, if it said one before exiting
+        self._replace(worker, kill=True)
+        if worker.ready:
+            return
+        self._failed_starts += 1
+        if self._failed_starts >= START_ATTEMPTS:
+            raise WorkerStartError(
+                f"{START_ATTEMPTS} worker processes in a row exited while starting "
+                f"(last exit code {worker.process.exitcode}); {START_HINT}"
+            )
 
     def _replace(self, worker: _Worker, kill: bool = False) -> None:
         worker.job = None
