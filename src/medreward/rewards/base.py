@@ -113,6 +113,16 @@ class RewardComponent:
         ``rollout.reference``."""
         return ()
 
+    # -- model backends (docs/contracts.md#model-backed-rewards) ------------------------------
+    def backend_names(self) -> tuple[str, ...]:
+        """Names of the spec's ``[backends.NAME]`` this component calls (``()``: a rule-based
+        component). A spec that names a backend it does not declare fails at load."""
+        return ()
+
+    def bind_backends(self, backends: Mapping[str, Any]) -> None:
+        """Receive the built backends (name → :class:`~medreward.backends.Backend`) before scoring.
+        The Scorer calls this in every process that scores; components are pickled without them."""
+
     # -- scoring ---------------------------------------------------------------------------
     def score_batch(self, rollouts: Sequence[Rollout]) -> list[ComponentScore]:
         """Score a batch; one result per rollout, in order."""
