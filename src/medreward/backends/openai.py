@@ -1,0 +1,465 @@
+"""The ``openai`` backend: any OpenAI-compatible chat-completions server (vLLM, SGLang, llama.cpp
+server, TGI, Ollama, hosted APIs), called with ``httpx`` (the ``judge`` extra).
+
+One backend owns a private event loop in a daemon thread, with one ``httpx.AsyncClient``, one
+concurrency semaphore, one rate limiter and one circuit breaker. :meth:`OpenAIBackend.complete` is
+synchronous and may be called from any thread — also one whose event loop is running (TRL's async
+reward path): the batch runs on the private loop and the caller waits for it. Several threads
+calling at once share the same limits.
+
+Per request: cache lookup (a hit makes no call) → ``max_concurrency`` slot → requests-per-minute and
+tokens-per-minute reservations → POST ``{base_url}/chat/completions`` → on 429/5xx/connection errors,
+retries with exponential back-off and jitter that honour ``Retry-After`` → one :class:`ChatResponse`
+or one :class:`BackendFailure`. A timeout is final (not retried: a slow judge asked again is slower
+still). Only complete answers (``finish_reason`` other than ``"length"``) are cached.
+
+If the server answers 400 to ``response_format`` or ``logprobs``, the request is retried without
+them and, when that succeeds, the backend remembers it (:attr:`OpenAIBackend.unsupported`, logged
+once), so servers that lack these features still work.
+
+The API key is read from the environment variable named by ``api_key_env`` for every request and
+kept nowhere else: not on the object, not in ``repr``, pickles, logs or failure messages (a
+server that echoes it back in an error body has it replaced by ``***``).
+
+Pickling keeps only ``(name, config)``: a worker process rebuilds the client, limits and stats, and
+has no cache — the Scorer re-binds its cache in each worker (``bind_cache``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from ..errors import SpecError
+from .base import BackendFailure, BackendStats, ChatRequest, ChatResponse, ResponseCache, TokenLogprob
+from .config import BackendConfig
+from .limits import CircuitBreaker, TokenBucket, backoff_delay, estimate_tokens, parse_retry_after
+
+__all__ = ["OpenAIBackend"]
+
+log = logging.getLogger(__name__)
+
+#: logprob positions kept per response (judges read the first token or few)
+MAX_LOGPROB_POSITIONS = 16
+#: error-body characters quoted in a failure message
+_BODY_EXCERPT = 200
+_CUT_MARK = "\n[... {n} characters cut to fit the model's context ...]\n"
+_OPTIONAL_FEATURES = ("response_format", "logprobs")
+
+
+class _Attempt(Exception):
+    """One failed attempt: ``retry`` says whether another may help; ``delay`` is the server's
+    ``Retry-After``; ``connection`` marks failures that count towards the circuit breaker."""
+
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        *,
+        retry: bool = False,
+        delay: float | None = None,
+        connection: bool = False,
+        status: int | None = None,
+        body: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.retry = retry
+        self.delay = delay
+        self.connection = connection
+        self.status = status
+        self.body = body
+
+
+class OpenAIBackend:
+    """A backend over an OpenAI-compatible ``/chat/completions`` endpoint (see the module docstring)."""
+
+    kind = "openai"
+    #: first back-off step in seconds (doubles per retry, capped at ``retry_cap_s``)
+    retry_base_s = 0.25
+    retry_cap_s = 8.0
+    #: a ``Retry-After`` longer than this (or than ``timeout_s``, if larger) fails the request instead of waiting
+    max_retry_after_s = 60.0
+
+    def __init__(self, name: str, config: BackendConfig, *, cache: ResponseCache | None = None) -> None:
+        if not config.base_url:
+            raise SpecError(
+                f"backends.{name}: kind 'openai' needs base_url (or --backend-url, or the MEDREWARD_*_BASE_URL variable)"
+            )
+        self.name = name
+        self.config = config
+        self.model = config.model
+        self.cache = cache
+        self.stats = BackendStats()
+        #: optional request features this server rejected (``"response_format"``, ``"logprobs"``)
+        self.unsupported: set[str] = set()
+        self._url = config.base_url.rstrip("/") + "/chat/completions"
+        self._stats_lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._semaphore: asyncio.Semaphore | None = None
+        self._pid = os.getpid()
+        self._breaker = CircuitBreaker(config.circuit_failures, config.circuit_reset_s)
+        self._rpm = TokenBucket.per_minute(config.requests_per_minute) if config.requests_per_minute else None
+        self._tpm = TokenBucket.per_minute(config.tokens_per_minute) if config.tokens_per_minute else None
+
+    # -- identity ---------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return f"OpenAIBackend(name={self.name!r}, model={self.model!r}, base_url={_safe_url(self.config.base_url)!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # a worker rebuilds client, limits and stats; the cache is re-bound there (bind_cache)
+        return (type(self), (self.name, self.config))
+
+    def bind_cache(self, cache: ResponseCache | None) -> None:
+        """Use ``cache`` from now on (a worker process re-binds the run's cache after unpickling)."""
+        self.cache = cache
+
+    # -- public API -------------------------------------------------------------------------
+    def complete(self, requests: Sequence[ChatRequest]) -> list[ChatResponse | BackendFailure]:
+        """One :class:`ChatResponse` or :class:`BackendFailure` per request, in order."""
+        requests = list(requests)
+        results: list[ChatResponse | BackendFailure | None] = [None] * len(requests)
+        keys: list[str | None] = [None] * len(requests)
+        todo: list[int] = []
+        for i, request in enumerate(requests):
+            if self.cache is not None:
+                keys[i] = request.cache_key(self.kind, self.model)
+                hit = self._cache_get(keys[i])
+                if hit is not None:
+                    results[i] = replace(hit, cached=True, latency_s=0.0)
+                    continue
+            todo.append(i)
+        if todo:
+            loop = self._ensure_loop()
+            if threading.current_thread() is self._thread:
+                raise RuntimeError("OpenAIBackend.complete called from its own event loop thread")
+            future = asyncio.run_coroutine_threadsafe(self._run_batch([requests[i] for i in todo]), loop)
+            for i, result in zip(todo, future.result()):
+                results[i] = result
+                if self.cache is not None and _cacheable(result):
+                    self._cache_put(keys[i], result)  # type: ignore[arg-type]
+        done: list[ChatResponse | BackendFailure] = [r for r in results if r is not None]
+        with self._stats_lock:
+            for r in done:
+                self.stats.record(r)
+        return done
+
+    def close(self) -> None:
+        """Close the HTTP client and stop the private event loop (the backend restarts them if used again)."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None or self._pid != os.getpid():
+            return
+        if self._client is not None and loop.is_running():
+            asyncio.run_coroutine_threadsafe(self._client.aclose(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+        self._loop = self._thread = None
+        self._client = None
+        self._semaphore = None
+
+    # -- the private event loop -------------------------------------------------------------
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._start_lock:
+            if self._pid != os.getpid():  # forked: the parent's loop thread does not exist here
+                self._loop = self._thread = None
+                self._client = None
+                self._pid = os.getpid()
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name=f"medreward-{self.name}", daemon=True)
+                thread.start()
+                self._loop, self._thread = loop, thread
+                self._semaphore = None
+                self._client = None
+            return self._loop
+
+    def _client_and_semaphore(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+        # created on the loop thread, where they are used
+        if self._client is None or self._semaphore is None:
+            n = self.config.max_concurrency
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.config.timeout_s),
+                limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
+            )
+            self._semaphore = asyncio.Semaphore(n)
+        return self._client, self._semaphore
+
+    async def _run_batch(self, requests: list[ChatRequest]) -> list[ChatResponse | BackendFailure]:
+        return list(await asyncio.gather(*(self._one(r) for r in requests)))
+
+    # -- one request ------------------------------------------------------------------------
+    async def _one(self, request: ChatRequest) -> ChatResponse | BackendFailure:
+        try:
+            return await self._one_unsafe(request)
+        except Exception as exc:  # a bug or an unforeseen error is this request's failure, not the batch's
+            self._breaker.record_success()  # never leave a half-open trial outstanding
+            log.debug("backend %s: unexpected %s", self.name, type(exc).__name__, exc_info=True)
+            return BackendFailure("other", self._scrub(f"{type(exc).__name__}: {exc}"))
+
+    async def _one_unsafe(self, request: ChatRequest) -> ChatResponse | BackendFailure:
+        messages, truncated = self._fit_context(request)
+        estimate = estimate_tokens(sum(len(m.get("content", "")) for m in messages)) + request.max_tokens
+        client, semaphore = self._client_and_semaphore()
+        retries = 0
+        dropped: set[str] = set()
+        while True:
+            if not self._breaker.allow():
+                return BackendFailure(
+                    "circuit_open",
+                    f"circuit open: {self.config.circuit_failures} consecutive connection failures to "
+                    f"{_safe_url(self.config.base_url)}; next trial after {self.config.circuit_reset_s:g} s",
+                    retries,
+                )
+            body = self._body(request, messages, dropped)
+            try:
+                async with semaphore:
+                    await self._wait_for_rate(estimate)
+                    response = await self._post(client, body)
+            except _Attempt as failure:
+                if failure.connection:
+                    self._breaker.record_failure()
+                else:
+                    self._breaker.record_success()
+                retry_without = self._rejected_features(failure, body, dropped)
+                if retry_without:
+                    dropped |= retry_without
+                    continue  # not a retry of the same request: a different one
+                if not failure.retry or retries >= self.config.max_retries:
+                    return self._final(failure, retries)
+                delay = backoff_delay(retries, base=self.retry_base_s, cap=self.retry_cap_s)
+                if failure.delay is not None:
+                    if failure.delay > max(self.max_retry_after_s, self.config.timeout_s):
+                        return BackendFailure(
+                            "rate_limited", f"{failure.message}; server asked to retry after {failure.delay:g} s", retries
+                        )
+                    delay = max(delay, failure.delay)
+                retries += 1
+                await asyncio.sleep(delay)
+                continue
+            self._breaker.record_success()
+            for feature in dropped - self.unsupported:
+                log.warning("backend %s: the server rejects %r; sending requests without it", self.name, feature)
+            self.unsupported |= dropped
+            if retries:
+                with self._stats_lock:
+                    self.stats.retries += retries
+            return replace(response, truncated_input=truncated)
+
+    def _final(self, failure: _Attempt, retries: int) -> BackendFailure:
+        message = failure.message if not retries else f"{failure.message} after {retries} retries"
+        return BackendFailure(failure.kind, self._scrub(message), retries)  # type: ignore[arg-type]
+
+    async def _wait_for_rate(self, tokens: int) -> None:
+        wait = 0.0
+        if self._rpm is not None:
+            wait = max(wait, self._rpm.reserve(1))
+        if self._tpm is not None:
+            wait = max(wait, self._tpm.reserve(tokens))
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    def _body(self, request: ChatRequest, messages: list[dict[str, str]], dropped: set[str]) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+        }
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if request.stop:
+            body["stop"] = list(request.stop)
+        skip = dropped | self.unsupported
+        if request.response_schema is not None and "response_format" not in skip:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": _schema_name(request.template),
+                    "schema": dict(request.response_schema),
+                    "strict": True,
+                },
+            }
+        if request.top_logprobs and "logprobs" not in skip:
+            body["logprobs"] = True
+            body["top_logprobs"] = request.top_logprobs
+        return body
+
+    @staticmethod
+    def _rejected_features(failure: _Attempt, body: Mapping[str, Any], dropped: set[str]) -> set[str]:
+        """The optional features to drop after a 400: those the error names, else all that were sent."""
+        if failure.status != 400:
+            return set()
+        sent = {f for f in _OPTIONAL_FEATURES if f in body} - dropped
+        if not sent:
+            return set()
+        text = failure.body.lower()
+        named = {f for f in sent if f in text or (f == "response_format" and "json_schema" in text)}
+        return named or sent
+
+    async def _post(self, client: httpx.AsyncClient, body: dict[str, Any]) -> ChatResponse:
+        headers = {"Content-Type": "application/json"}
+        key = self.config.api_key()
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        started = time.perf_counter()
+        try:
+            reply = await asyncio.wait_for(
+                client.post(self._url, content=json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogatepass"), headers=headers),
+                timeout=self.config.timeout_s,
+            )
+        except httpx.ConnectTimeout:
+            raise _Attempt("connection", f"connect timeout to {_safe_url(self.config.base_url)}", retry=True, connection=True) from None
+        except (asyncio.TimeoutError, httpx.TimeoutException):
+            raise _Attempt("timeout", f"no answer within {self.config.timeout_s:g} s") from None
+        except httpx.ConnectError as exc:
+            raise _Attempt(
+                "connection", f"cannot connect to {_safe_url(self.config.base_url)} ({_reason(exc)})", retry=True, connection=True
+            ) from None
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            # the server closed the connection mid-exchange (dropped, or a truncated body)
+            raise _Attempt("connection", f"connection dropped ({_reason(exc)})", retry=True) from None
+        except httpx.HTTPError as exc:
+            raise _Attempt("connection", f"HTTP transport error ({type(exc).__name__})", retry=True) from None
+        latency = time.perf_counter() - started
+        status = reply.status_code
+        if status != 200:
+            excerpt = " ".join(reply.text[:_BODY_EXCERPT].split())
+            detail = f"HTTP {status}" + (f": {excerpt}" if excerpt else "")
+            if status == 429:
+                raise _Attempt("rate_limited", detail, retry=True, delay=parse_retry_after(reply.headers.get("retry-after")), status=status)
+            if status >= 500 or status == 408:
+                raise _Attempt("http", detail, retry=True, delay=parse_retry_after(reply.headers.get("retry-after")), status=status)
+            raise _Attempt("http", detail, status=status, body=reply.text[:2000])
+        return self._parse(reply.content, latency)
+
+    def _parse(self, content: bytes, latency: float) -> ChatResponse:
+        try:
+            data = json.loads(content)
+        except (ValueError, UnicodeDecodeError):
+            raise _Attempt("malformed", f"response is not JSON ({len(content)} bytes)") from None
+        try:
+            choice = data["choices"][0]
+            message = choice.get("message") or {}
+            text = message.get("content")
+            if text is None:
+                text = ""
+            if not isinstance(text, str):
+                raise TypeError("content is not a string")
+            usage = data.get("usage") or {}
+            return ChatResponse(
+                text=text,
+                model=str(data.get("model") or self.model),
+                finish_reason=choice.get("finish_reason"),
+                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                completion_tokens=int(usage.get("completion_tokens") or 0),
+                logprobs=_logprobs(choice.get("logprobs")),
+                latency_s=latency,
+            )
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+            raise _Attempt("malformed", f"response is not a chat completion ({type(exc).__name__}: {exc})"[:300]) from None
+
+    # -- context fitting --------------------------------------------------------------------
+    def _fit_context(self, request: ChatRequest) -> tuple[list[dict[str, str]], bool]:
+        """The messages, with the middle of the last user message cut when the prompt (estimated
+        at 4 characters a token) would not leave ``max_tokens`` of room in ``max_context_tokens``."""
+        messages = [dict(m) for m in request.messages]
+        limit = self.config.max_context_tokens
+        if limit is None:
+            return messages, False
+        budget = max(limit - request.max_tokens, limit // 2)
+        total = sum(len(m.get("content", "")) for m in messages)
+        excess = total - budget * 4
+        if excess <= 0:
+            return messages, False
+        users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+        if not users:
+            return messages, False
+        content = messages[users[-1]].get("content", "")
+        cut = min(len(content), excess + len(_CUT_MARK) + 8)
+        keep = len(content) - cut
+        head, tail = content[: keep // 2], content[len(content) - (keep - keep // 2) :] if keep else ""
+        messages[users[-1]]["content"] = head + _CUT_MARK.format(n=cut) + tail
+        return messages, True
+
+    # -- cache and secrets ------------------------------------------------------------------
+    def _cache_get(self, key: str | None) -> ChatResponse | None:
+        try:
+            return self.cache.get(key) if self.cache is not None and key else None
+        except Exception as exc:  # a broken cache is a miss, not a failed batch
+            log.warning("backend %s: cache read failed (%s); calling the model", self.name, type(exc).__name__)
+            return None
+
+    def _cache_put(self, key: str, response: ChatResponse) -> None:
+        try:
+            self.cache.put(key, response)  # type: ignore[union-attr]
+        except Exception as exc:
+            log.warning("backend %s: cache write failed (%s)", self.name, type(exc).__name__)
+
+    def _scrub(self, text: str) -> str:
+        key = self.config.api_key()
+        if key and len(key) >= 4:
+            text = text.replace(key, "***")
+        return text
+
+
+def _cacheable(result: ChatResponse | BackendFailure) -> bool:
+    # failures and answers cut at max_tokens (a partial verdict) are never cached
+    return isinstance(result, ChatResponse) and result.finish_reason != "length"
+
+
+def _schema_name(template: str) -> str:
+    name = "".join(c if c.isalnum() or c in "_-" else "_" for c in template.split("/")[0])[:64]
+    return name or "response"
+
+
+def _safe_url(url: str | None) -> str:
+    """``url`` without user:password (a URL may carry credentials)."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if "refused" in text.lower():
+        return "connection refused"
+    return (text or type(exc).__name__)[:120]
+
+
+def _logprobs(data: Any) -> tuple[tuple[TokenLogprob, ...], ...] | None:
+    """Top log-probs per position from either the chat format (``content: [{token, logprob,
+    top_logprobs: [...]}]``) or the legacy completions format (``top_logprobs: [{token: lp}]``)."""
+    if not isinstance(data, Mapping):
+        return None
+    out: list[tuple[TokenLogprob, ...]] = []
+    content = data.get("content")
+    if isinstance(content, list):
+        for pos in content[:MAX_LOGPROB_POSITIONS]:
+            tops = pos.get("top_logprobs") or [pos]
+            out.append(tuple(TokenLogprob(str(t["token"]), float(t["logprob"])) for t in tops if "token" in t and "logprob" in t))
+        return tuple(out)
+    legacy = data.get("top_logprobs")
+    if isinstance(legacy, list):
+        for pos in legacy[:MAX_LOGPROB_POSITIONS]:
+            if isinstance(pos, Mapping):
+                out.append(tuple(TokenLogprob(str(t), float(lp)) for t, lp in pos.items()))
+        return tuple(out)
+    return None
