@@ -25,12 +25,13 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
 
 
 def _register() -> None:
-    from . import baselines, demo, score, specs, tasks
+    from . import baselines, cache, demo, score, specs, tasks
 
     app.command("score")(score.score_command)
     app.add_typer(specs.specs_app, name="specs")
     app.add_typer(tasks.tasks_app, name="tasks")
     app.add_typer(baselines.baselines_app, name="baselines")
+    app.add_typer(cache.cache_app, name="cache")
     app.command("demo")(demo.demo_command)
 
 
