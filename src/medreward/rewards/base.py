@@ -181,6 +181,8 @@ _BUILTIN_MODULES = (
     "numeric",
     "icd_codes",
     "iou",
+    "judge",
+    "rubric",
 )
 _COMPONENTS: Registry[str, type[RewardComponent]] = Registry(
     "component kind",
