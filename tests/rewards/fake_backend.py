@@ -1,0 +1,47 @@
+"""An in-process :class:`~medreward.backends.Backend` for unit tests: answers each request from a
+script (a list of answers, or a function of the request) and records every request and call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Union
+
+from medreward.backends.base import BackendFailure, BackendStats, ChatRequest, ChatResponse
+
+Answer = Union[ChatResponse, BackendFailure, str]
+
+
+class FakeBackend:
+    """``answers`` is either a callable ``request -> answer`` or a list consumed in request order
+    (across calls). An answer given as a string becomes a ChatResponse with that text."""
+
+    kind = "fake"
+
+    def __init__(self, answers: Sequence[Answer] | Callable[[ChatRequest], Answer], *, name: str = "judge",
+                 model: str = "fake-judge-1") -> None:  # fmt: skip
+        self.name = name
+        self.model = model
+        self.stats = BackendStats()
+        self._answers = answers if callable(answers) else list(answers)
+        self.requests: list[ChatRequest] = []
+        self.calls: list[list[ChatRequest]] = []  # one list per complete() call
+
+    def complete(self, requests: Sequence[ChatRequest]) -> list[ChatResponse | BackendFailure]:
+        self.calls.append(list(requests))
+        out = []
+        for request in requests:
+            self.requests.append(request)
+            if callable(self._answers):
+                answer = self._answers(request)
+            else:
+                if not self._answers:
+                    raise AssertionError("FakeBackend ran out of scripted answers")
+                answer = self._answers.pop(0)
+            if isinstance(answer, str):
+                answer = ChatResponse(text=answer, model=self.model, prompt_tokens=10, completion_tokens=5)
+            self.stats.record(answer)
+            out.append(answer)
+        return out
+
+    def close(self) -> None:
+        pass
