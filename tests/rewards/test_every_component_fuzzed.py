@@ -5,9 +5,11 @@ until it is), so no component escapes these properties."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
+from fake_backend import FakeBackend
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +28,8 @@ CONFIGS = {
     "numeric": ({"rel_tol": 0.05}, {"value": 12.5, "unit": "mg/dL"}),
     "icd_codes": ({}, {"codes": ["E11.9", "I10"]}),
     "iou": ({}, {"box": [0, 0, 10, 10]}),
+    "judge": ({}, {"answer": "aspirin"}),
+    "rubric": ({}, {"rubric": [{"criterion": "Advises ER", "points": 5}, {"criterion": "Is rude", "points": -2}]}),
 }
 
 FUZZ = settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
@@ -37,9 +41,20 @@ PIECES = st.sampled_from([
 TEXT = st.lists(st.one_of(PIECES, st.text(st.characters(exclude_categories=()), max_size=12)), max_size=12).map("".join)
 
 
+def _judge_answer(request):
+    """Model kinds get a deterministic in-process judge: YES, or every criterion of the schema met."""
+    if request.response_schema and "verdicts" in request.response_schema["properties"]:
+        ids = request.response_schema["properties"]["verdicts"]["items"]["properties"]["id"]["enum"]
+        return json.dumps({"verdicts": [{"id": i, "explanation": "", "criteria_met": True} for i in ids]})
+    return "YES"
+
+
 def build(kind: str):
     params, _ = CONFIGS[kind]
-    return component_class(kind)(**params)
+    component = component_class(kind)(**params)
+    if component.backend_names():
+        component.bind_backends({name: FakeBackend(_judge_answer, name=name) for name in component.backend_names()})
+    return component
 
 
 def test_every_registered_kind_is_fuzzed_here():
