@@ -31,6 +31,16 @@ reference (:meth:`~medreward.rewards.base.RewardComponent.reference_keys`) are r
 group: at least one of them must apply. A spec that mixes tasks (one answer component per
 task, each ``not_applicable`` on the others' rows) therefore still works unchanged.
 
+Model-backed components (judges, rubrics) call the backends the spec declares in
+``[backends.NAME]`` tables (:class:`~medreward.backends.BackendConfig`; see
+docs/contracts.md#model-backed-rewards); a component that names an undeclared backend is an error
+at load::
+
+    [backends.judge]
+    kind = "openai"
+    base_url = "http://127.0.0.1:8080/v1"
+    model = "my-judge"
+
 Errors name the bad field by one dotted path from the spec's top, whichever check finds it:
 ``spec: components.1.wieght: unknown parameter``, ``spec: components.0.kind: unknown component
 kind 'nope'…``, ``spec: components.0.params.tags: …``.
@@ -38,6 +48,7 @@ kind 'nope'…``, ``spec: components.0.params.tags: …``.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -55,12 +66,14 @@ from pydantic import (
     model_validator,
 )
 
+from ..backends.config import BackendConfig, base_url_env
 from ..errors import SpecError
 from ..rewards.base import RewardComponent, component_class, format_validation_error
 
 __all__ = ["ComponentSpec", "Requirements", "Spec", "list_presets", "load_spec", "preset_path"]
 
 Aggregate = Literal["weighted_sum", "normalize_then_sum"]
+_BACKEND_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 
 class ComponentSpec(BaseModel):
@@ -150,6 +163,9 @@ class Spec(BaseModel):
     floor: float = Field(default=0.0, allow_inf_nan=False)
     normalize_eps: float = Field(default=1e-4, gt=0, description="eps of the GDPO z-scores.")
     components: tuple[ComponentSpec, ...] = Field(min_length=1)
+    backends: dict[str, BackendConfig] = Field(
+        default_factory=dict, description="The model backends the components call, by name ([backends.NAME])."
+    )
     _built: _Built = PrivateAttr(default_factory=_Built)
 
     @field_validator("components")
@@ -161,6 +177,19 @@ class Spec(BaseModel):
                 raise ValueError(f"component name {c.name!r} is used twice")
             seen.add(c.name)
         return components
+
+    @field_validator("backends")
+    @classmethod
+    def _backend_names(cls, backends: dict[str, BackendConfig]) -> dict[str, BackendConfig]:
+        by_env: dict[str, str] = {}
+        for name in backends:
+            if not _BACKEND_NAME.match(name):
+                raise ValueError(f"backend name {name!r}: use letters, digits, '_' or '-', starting with a letter")
+            env = base_url_env(name)
+            if env in by_env:  # both would read the same MEDREWARD_<NAME>_BASE_URL
+                raise ValueError(f"backend names {by_env[env]!r} and {name!r} share the variable {env}: rename one")
+            by_env[env] = name
+        return backends
 
     @model_validator(mode="after")
     def _some_weight(self) -> Spec:
@@ -252,8 +281,20 @@ class Spec(BaseModel):
             spec = cls.model_validate(data if isinstance(data, dict) else dict(data))
         except ValidationError as exc:
             raise SpecError(f"{source}: {format_validation_error(exc, '')}") from None
-        spec._components_built(source)  # parameter errors surface at load time, naming the component
+        built = spec._components_built(source)  # parameter errors surface at load time, naming the component
+        spec._check_backends(built, source)
         return spec
+
+    def _check_backends(self, built: Sequence[RewardComponent], source: str) -> None:
+        """Every backend a component names is declared (``[backends.NAME]``)."""
+        for i, component in enumerate(built):
+            for name in component.backend_names():
+                if name not in self.backends:
+                    declared = ", ".join(sorted(self.backends)) or "none"
+                    raise SpecError(
+                        f"{source}: components.{i}: component {component.name!r} uses backend {name!r}, which the "
+                        f"spec does not declare: add a [backends.{name}] table (declared: {declared})"
+                    )
 
     @classmethod
     def from_toml(cls, text: str, *, source: str = "spec") -> Spec:
@@ -264,7 +305,10 @@ class Spec(BaseModel):
         return cls.from_dict(data, source=source)
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_none=True)
+        data = self.model_dump(mode="json", exclude_none=True)
+        if not data["backends"]:  # rule-based specs stay as they were written
+            del data["backends"]
+        return data
 
     def to_toml(self) -> str:
         return tomli_w.dumps(self.to_dict())
@@ -287,6 +331,15 @@ class Spec(BaseModel):
             for key in a:
                 if a[key] != b[key]:
                     out.append(f"{name}.{key}: {a[key]!r} -> {b[key]!r}")
+        for name in self.backends.keys() - other.backends.keys():
+            out.append(f"backend {name!r} removed")
+        for name in other.backends.keys() - self.backends.keys():
+            out.append(f"backend {name!r} added")
+        for name in self.backends.keys() & other.backends.keys():
+            a, b = self.backends[name].model_dump(), other.backends[name].model_dump()
+            for key in a:
+                if a[key] != b[key]:
+                    out.append(f"backends.{name}.{key}: {a[key]!r} -> {b[key]!r}")
         return sorted(out)
 
 

@@ -10,7 +10,10 @@ Guarantees (record contract: docs/contracts.md):
   record that keeps what came in;
 * with worker processes, a sample that kills its worker (``os._exit``, a segfault) is found by
   bisection and only it gets ``error``; a record that cannot be pickled is scored in this process;
-* time limits work on any thread and in worker processes (no ``signal.alarm``).
+* time limits work on any thread and in worker processes (no ``signal.alarm``);
+* a spec's model backends (``[backends.NAME]``) are built once per process on first use, bound
+  to the components that name them (in worker processes too) and accounted in
+  :attr:`Scorer.stats` (``stats.backends``); :meth:`Scorer.close` closes them.
 
 What each isolation mode can stop (``Scorer(isolation=...)``):
 
@@ -33,6 +36,7 @@ import gc
 import logging
 import marshal
 import math
+import multiprocessing.util
 import signal
 import threading
 import time
@@ -45,10 +49,11 @@ from typing import Any, Literal
 
 from ..compose.combine import combine, not_applicable_summary
 from ..compose.spec import Spec, load_spec
-from ..errors import RecordError
+from ..errors import RecordError, SpecError
 from ..records import BadRecord, ComponentScore, Rollout, ScoredRecord, Status
 from ..rewards.base import RewardComponent
 from ..text import TextTypeError
+from .backend_set import BackendFactory, BackendSet
 from .pool import Deadline, Failed, ProcessMap, current_deadline
 from .stats import RunStats
 from .watchdog import TIMED_OUT, DaemonWorker, run_with_deadline
@@ -83,6 +88,16 @@ class Scorer:
         batch_time_limit: seconds a batch-first component (one that overrides ``score_batch``)
             may spend on one whole batch before it is re-run one sample at a time, each sample
             under ``time_limit`` (default: ``max(60, time_limit)``; ``None``/``inf``: no limit).
+        cache: path of the persistent response cache of the spec's model backends (default: the
+            user cache folder); ``use_cache=False`` turns it off (every request is a call).
+        backend_urls: endpoint overrides by backend name (``--backend-url``); otherwise
+            ``MEDREWARD_<NAME>_BASE_URL``, otherwise the spec's ``base_url``.
+        backend_factory: builds one backend, ``factory(name, config, cache=...)`` (default
+            :func:`~medreward.backends.factory.build_backend`); a module-level function, so that
+            worker processes can use it too.
+
+    A spec without backends ignores the backend options. With backends, close the scorer when
+    done (``with Scorer(...) as scorer:`` or :meth:`close`) to close its connections and cache.
 
     With ``workers > 1`` or ``isolation="process"``, a script that calls the scorer must guard its
     entry point with ``if __name__ == "__main__":`` (worker processes are spawned and import it).
@@ -103,6 +118,10 @@ class Scorer:
         chunk_size: int = 256,
         isolation: Isolation | None = None,
         batch_time_limit: float | None | Literal["default"] = "default",
+        cache: str | Path | None = None,
+        use_cache: bool = True,
+        backend_urls: Mapping[str, str] | None = None,
+        backend_factory: BackendFactory | None = None,
     ) -> None:
         time_limit = _limit("time_limit", time_limit)
         if batch_time_limit == "default":
@@ -124,7 +143,10 @@ class Scorer:
         self.workers = workers
         self.chunk_size = chunk_size
         self.isolation: Isolation = isolation
-        self.stats = RunStats.empty(self.spec.component_names)
+        self._backends = _backend_set(self.spec, cache, use_cache, backend_urls, backend_factory)
+        self._owns_backends = True
+        self._unbound = self._backends is not None  # components get their backends before the first batch
+        self.stats = self.new_stats()
         self._worker: list[DaemonWorker] | None = None
         # set only inside a worker process under process isolation: the parent enforces limits
         self._deadline: Deadline | None = None
@@ -132,6 +154,32 @@ class Scorer:
         self._where: list[int] | None = None
 
     # -- public API ----------------------------------------------------------------------
+    def new_stats(self) -> RunStats:
+        """Empty statistics for this scorer's spec (its components and backends)."""
+        return RunStats.empty(self.spec.component_names, self._backends.names if self._backends is not None else ())
+
+    def sibling(self) -> Scorer:
+        """A scorer for another thread: the same spec and limits, its own components, and this
+        scorer's backends (built once per process and safe to share across threads). Its
+        statistics are its own; closing it leaves the shared backends open."""
+        other = Scorer(self.spec, time_limit=self.time_limit, chunk_size=self.chunk_size,
+                       batch_time_limit=self.batch_time_limit)  # fmt: skip
+        other._backends, other._owns_backends = self._backends, False
+        other._unbound = self._backends is not None
+        other.stats = other.new_stats()
+        return other
+
+    def close(self) -> None:
+        """Close the model backends this scorer built (and their cache). Idempotent."""
+        if self._backends is not None and self._owns_backends:
+            self._backends.close()
+
+    def __enter__(self) -> Scorer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def score(self, records: Iterable[Rollout | Mapping[str, Any] | BadRecord]) -> list[ScoredRecord]:
         """Score records (dicts in the rollout format, :class:`Rollout` objects, or :class:`BadRecord`).
 
@@ -192,6 +240,8 @@ class Scorer:
                     valid.append(admitted)
                     where.append(i)
             if valid:
+                if self._unbound:
+                    self._bind_backends()
                 self._where = where
                 scores = []
                 with _interrupt_watch(self.time_limit is None and self._deadline is None):
@@ -208,17 +258,43 @@ class Scorer:
             final = [r for r in out if r is not None]
             assert len(final) == len(items)
             self.stats.add_records(final)
+            if self._backends is not None:
+                self.stats.merge_backends(self._backends.take_stats())
             return final
+
+    def _bind_backends(self) -> None:
+        """Hand each component the built backends it names (built on first use in this process)."""
+        assert self._backends is not None
+        backends = self._backends.get()
+        for component in self.components:
+            names = component.backend_names()
+            if names:
+                missing = [n for n in names if n not in backends]
+                if missing:  # a spec loaded from a file says so at load; a hand-made Spec here
+                    raise SpecError(
+                        f"spec {self.spec.name!r}: component {component.name!r} uses backend {missing[0]!r}, "
+                        f"which the spec does not declare (declared: {', '.join(backends) or 'none'})"
+                    )
+                component.bind_backends({n: backends[n] for n in names})
+        self._unbound = False
 
     # -- worker processes ---------------------------------------------------------------------
     def _score_in_workers(self, chunks: Iterable[list[Any]]) -> Iterator[list[ScoredRecord]]:
         """Score chunks in worker processes (:class:`~medreward.runner.pool.ProcessMap`), in order."""
-        options = {
+        options: dict[str, Any] = {
             "time_limit": self.time_limit,
             "batch_time_limit": self.batch_time_limit,
             "chunk_size": self.chunk_size,
             "isolation": self.isolation,
         }
+        if self._backends is not None:  # each worker builds its own, with the same endpoints and cache
+            backends = self._backends
+            options["backend_options"] = {
+                "cache": backends.cache_path,
+                "use_cache": backends.use_cache,
+                "backend_urls": {name: c.base_url for name, c in backends.configs.items() if c.base_url},
+                "backend_factory": backends.factory,
+            }
         watched = self.isolation == "process" and (self.time_limit is not None or self.batch_time_limit is not None)
         pool: ProcessMap[_Task] = ProcessMap(
             _score_task,
@@ -435,6 +511,24 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _backend_set(
+    spec: Spec,
+    cache: str | Path | None,
+    use_cache: bool,
+    urls: Mapping[str, str] | None,
+    factory: BackendFactory | None,
+) -> BackendSet | None:
+    """The spec's backends (not built yet), or None for a rule-based spec."""
+    urls = dict(urls or {})
+    unknown = sorted(set(urls) - set(spec.backends))
+    if unknown:
+        declared = ", ".join(sorted(spec.backends)) or "none"
+        raise SpecError(f"spec {spec.name!r}: a URL is given for backend {unknown[0]!r}, which the spec does not declare (declared: {declared})")
+    if not spec.backends:
+        return None
+    return BackendSet(spec.backends, cache=cache, use_cache=use_cache, urls=urls, factory=factory)
+
+
 def _limit(name: str, value: float | None) -> float | None:
     """A time limit in seconds: ``None`` and ``inf`` mean none."""
     if value is None or value == math.inf:
@@ -555,16 +649,20 @@ _worker_scorer: Scorer | None = None
 
 def _init_worker(spec_dict: dict[str, Any], options: dict[str, Any]) -> None:
     global _worker_scorer
-    scorer = Scorer(spec_dict, workers=0, **{**options, "isolation": "thread"})
+    options = dict(options)
+    backend_options = options.pop("backend_options", {})
+    scorer = Scorer(spec_dict, workers=0, **{**options, "isolation": "thread"}, **backend_options)
     if options["isolation"] == "process":
         scorer._deadline = current_deadline()
+    if backend_options:  # close connections and the cache when the worker exits normally
+        multiprocessing.util.Finalize(scorer, scorer.close, exitpriority=10)
     _worker_scorer = scorer
 
 
 def _score_task(task: _Task) -> _TaskResult:
     scorer = _worker_scorer
     assert scorer is not None, "worker not initialised"
-    scorer.stats = RunStats.empty(scorer.spec.component_names)
+    scorer.stats = scorer.new_stats()
     scorer._task = task
     results = _results(task.items, scorer.score_chunk(task.items))
     retire = scorer.stats.abandoned_threads > 0

@@ -1,4 +1,5 @@
-"""Run statistics: reward mean/std, status counts, per-component means and latency."""
+"""Run statistics: reward mean/std, status counts, per-component means and latency, and the
+accounting of each model backend (calls, cache hits, retries, tokens, latency)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
+from typing import Any
+
+from ..backends.base import BackendStats
 from ..records import ScoredRecord, Status
 
 __all__ = ["ComponentStats", "RunStats"]
@@ -53,10 +57,13 @@ class RunStats:
     seconds: float = 0.0
     abandoned_threads: int = 0
     restarted_workers: int = 0  # worker processes replaced after a death or a deadline
+    #: per declared backend (``{}`` for a spec without backends), merged over threads and processes
+    backends: dict[str, BackendStats] = field(default_factory=dict)
 
     @classmethod
-    def empty(cls, names: tuple[str, ...]) -> RunStats:
-        return cls({n: ComponentStats(n) for n in names})
+    def empty(cls, names: tuple[str, ...], backends: tuple[str, ...] = ()) -> RunStats:
+        """Zero statistics for these component names and backend names."""
+        return cls({n: ComponentStats(n) for n in names}, backends={b: BackendStats() for b in backends})
 
     @property
     def n(self) -> int:
@@ -102,8 +109,18 @@ class RunStats:
         self.reward_sq += other.reward_sq
         self.abandoned_threads += other.abandoned_threads
         self.restarted_workers += other.restarted_workers
+        self.merge_backends(other.backends)
 
-    def to_dict(self) -> dict:
+    def merge_backends(self, backends: dict[str, BackendStats]) -> None:
+        """Add backend accounting (a batch's increments, or another run's totals)."""
+        for name, stats in backends.items():
+            mine = self.backends.get(name)
+            if mine is None:
+                mine = self.backends[name] = BackendStats()
+            mine.merge(stats)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The statistics as JSON-ready data (what ``medreward score --stats-json`` writes)."""
         return {
             "n": self.n,
             "statuses": dict(self.statuses),
@@ -114,4 +131,7 @@ class RunStats:
                 name: {"mean": c.mean, "statuses": dict(c.counts), "us_per_sample": c.us_per_sample}
                 for name, c in self.components.items()
             },
+            "abandoned_threads": self.abandoned_threads,
+            "restarted_workers": self.restarted_workers,
+            "backends": {name: b.summary() for name, b in self.backends.items()},
         }

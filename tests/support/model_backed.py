@@ -1,0 +1,126 @@
+"""A tiny model backend and a component that calls it, for the wiring tests (spec, Scorer, CLI,
+adapters), so that they need no HTTP server and none of the real backends.
+
+``RecordingBackend`` follows the :class:`medreward.backends.Backend` protocol: it answers ``YES``
+when the user message contains ``yes`` and ``NO`` otherwise, uses the response cache it is given
+(a hit makes no call), accounts every answer in ``stats``, and records where it was built. Its
+answer's ``model`` is ``"<model>@<base_url>"`` so a test can see which endpoint a sample reached,
+also from a worker process. A user message containing ``fail`` gets a :class:`BackendFailure`.
+
+``YesJudge`` (``model_backed:YesJudge``) scores 1.0 for ``YES``, 0.0 for ``NO``, and puts the
+answer's model, the process id and the backend's name in ``info``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from medreward.backends import BackendConfig, BackendFailure, BackendStats, ChatRequest, ChatResponse
+from medreward.backends.base import ResponseCache
+from medreward.records import ComponentScore, Rollout, Status
+from medreward.rewards.base import ComponentParams, RewardComponent
+
+
+class RecordingBackend:
+    """See the module docstring. ``built`` lists every instance made in this process."""
+
+    built: ClassVar[list[RecordingBackend]] = []
+    kind = "openai"
+
+    def __init__(self, name: str, config: BackendConfig, *, cache: ResponseCache | None = None) -> None:
+        self.name = name
+        self.config = config
+        self.model = config.model
+        self.cache = cache
+        self.stats = BackendStats()
+        self.closed = False
+        self.requests: list[ChatRequest] = []
+        self._lock = threading.Lock()
+        RecordingBackend.built.append(self)
+
+    def complete(self, requests: Sequence[ChatRequest]) -> list[ChatResponse | BackendFailure]:
+        out: list[ChatResponse | BackendFailure] = []
+        for request in requests:
+            key = request.cache_key(self.kind, self.model)
+            hit = self.cache.get(key) if self.cache is not None else None
+            result: ChatResponse | BackendFailure
+            if hit is not None:
+                result = ChatResponse(**{**hit.to_json(), "cached": True})
+            else:
+                text = request.messages[-1]["content"].lower()
+                if "fail" in text:
+                    result = BackendFailure("http", "HTTP 500 after 2 retries", retries=2)
+                else:
+                    answer = "YES" if "yes" in text else "NO"
+                    result = ChatResponse(
+                        answer, f"{self.model}@{self.config.base_url}", "stop",
+                        prompt_tokens=len(text.split()), completion_tokens=1, latency_s=0.001,
+                    )  # fmt: skip
+                    if self.cache is not None:
+                        self.cache.put(key, result)
+            with self._lock:
+                self.requests.append(request)
+                self.stats.record(result)
+            out.append(result)
+        return out
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def build_recording_backend(name: str, config: BackendConfig, *, cache: ResponseCache | None = None) -> RecordingBackend:
+    """A ``backend_factory`` for :class:`medreward.runner.Scorer` (picklable: worker processes use it)."""
+    return RecordingBackend(name, config, cache=cache)
+
+
+class DictCache:
+    """An in-memory :class:`ResponseCache`."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, ChatResponse] = {}
+        self.closed = False
+
+    def get(self, key: str) -> ChatResponse | None:
+        return self.data.get(key)
+
+    def put(self, key: str, response: ChatResponse) -> None:
+        self.data[key] = response
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class YesJudge(RewardComponent):
+    """1.0 when the backend answers YES about the completion, 0.0 for NO; a failed call is an error."""
+
+    kind = "test.yes_judge"
+
+    class Params(ComponentParams):
+        backend: str = "judge"
+
+    def setup(self) -> None:
+        self._backend: Any = None
+
+    def backend_names(self) -> tuple[str, ...]:
+        return (self.params.backend,)
+
+    def bind_backends(self, backends: Mapping[str, Any]) -> None:
+        self._backend = backends[self.params.backend]
+
+    def score_batch(self, rollouts: Sequence[Rollout]) -> list[ComponentScore]:
+        if self._backend is None:
+            raise RuntimeError("no backend bound")
+        requests = [
+            ChatRequest(messages=({"role": "user", "content": r.completion_text},), template="test.yes/1") for r in rollouts
+        ]
+        out = []
+        for response in self._backend.complete(requests):
+            if isinstance(response, BackendFailure):
+                out.append(ComponentScore.error(response.message, Status(response.status)))
+                continue
+            value = 1.0 if response.text == "YES" else 0.0
+            out.append(ComponentScore.ok(value, model=response.model, pid=os.getpid(), backend=self.params.backend))
+        return out
