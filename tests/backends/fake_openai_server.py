@@ -170,7 +170,8 @@ class _Handler(BaseHTTPRequestHandler):
                 extra = {"Retry-After": retry_after} if status == "429" or "retry_after" in directives else {}
                 return self._json(int(status), {"error": {"message": f"fake {status}"}}, extra)
         if "echo_headers" in directives:
-            return self._json(400, {"error": {"message": "bad request", "headers": headers}})
+            auth = headers.get("Authorization", "")
+            return self._json(400, {"error": {"message": f"bad request; you sent Authorization: {auth}", "headers": headers}})
         if "malformed" in directives:
             return self._bytes(200, b"<html>502 Bad Gateway</html>")
         if "nochoices" in directives:

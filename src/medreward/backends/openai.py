@@ -439,8 +439,13 @@ def _safe_url(url: str | None) -> str:
 
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip()
-    if "refused" in text.lower():
-        return "connection refused"
+    cause: BaseException | None = exc
+    for _ in range(8):  # httpx wraps the OS error ("All connection attempts failed")
+        if cause is None:
+            break
+        if isinstance(cause, ConnectionRefusedError) or "refused" in str(cause).lower():
+            return "connection refused"
+        cause = cause.__cause__ or cause.__context__
     return (text or type(exc).__name__)[:120]
 
 
