@@ -1,8 +1,14 @@
-"""``medreward score INPUT --spec NAME_OR_PATH [-o OUTPUT] [--workers N]``."""
+"""``medreward score INPUT --spec NAME_OR_PATH [-o OUTPUT] [--workers N]``.
+
+Specs with model backends (docs/contracts.md#model-backed-rewards) take ``--backend-url [NAME=]URL``,
+``--cache PATH`` / ``--no-cache``; ``--stats-json PATH`` writes the run's statistics (with each
+backend's calls and cache hits) for scripts and CI jobs."""
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from enum import Enum
 from pathlib import Path
 
@@ -10,10 +16,12 @@ import typer
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
-from ..errors import InputError
+from ..compose.spec import Spec
+from ..errors import InputError, SpecError
 from ..io import GuardedRecords, detect_format, read_records
 from ..io.resume import check_resumable, find_resume_point, skip_scored
 from ..records import Status
+from ..compose.spec import load_spec
 from ..runner import RunStats, Scorer
 from ..runner.signals import sigterm_as_interrupt
 from .console import err, fail, open_output, out, progress_bar, user_errors
@@ -21,6 +29,7 @@ from .console import err, fail, open_output, out, progress_bar, user_errors
 log = logging.getLogger(__name__)
 
 _SHOW_ERRORS = 5
+_NAMED_URL = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)=(.+)$")
 
 
 class Isolation(str, Enum):
@@ -62,12 +71,40 @@ def score_command(
         help="Continue a killed run: keep the complete records already in the -o JSONL file, score the rest. "
         "The result is the file an uninterrupted run writes.",
     ),
+    backend_url: list[str] = typer.Option(
+        [], "--backend-url", metavar="[NAME=]URL",
+        help="Endpoint of the spec's model backend (NAME=URL for one of several; repeatable). "
+        "Default: $MEDREWARD_<NAME>_BASE_URL, else the spec's base_url.",
+    ),
+    cache: Path | None = typer.Option(
+        None, "--cache", help="Response cache of the model backends (SQLite; default: $MEDREWARD_CACHE or the user cache folder).",
+    ),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Make every model request a call (no cache read or write)."),
+    stats_json: Path | None = typer.Option(
+        None, "--stats-json", help="Write the run's statistics as JSON (reward, statuses, components, backends' calls and cache hits).",
+    ),
 ) -> None:
     """Score a file of rollouts with a spec and print a summary.
 
     A file that cannot be read to its end (a truncated .gz) is scored up to the damage, written,
     and then reported with exit code 2."""
-    scorer = Scorer(spec, workers=workers, time_limit=time_limit, chunk_size=chunk_size, isolation=isolation.value if isolation else None)
+    if cache is not None and no_cache:
+        raise InputError("--cache and --no-cache contradict each other: give one")
+    if stats_json is not None:
+        _check_writable(stats_json)
+    loaded = load_spec(spec)
+    scorer = Scorer(
+        loaded, workers=workers, time_limit=time_limit, chunk_size=chunk_size,
+        isolation=isolation.value if isolation else None,
+        cache=cache, use_cache=not no_cache, backend_urls=_backend_urls(backend_url, loaded),
+    )  # fmt: skip
+    try:
+        _score(scorer, input, output, quiet, resume, stats_json)
+    finally:
+        scorer.close()
+
+
+def _score(scorer: Scorer, input: Path, output: str | None, quiet: bool, resume: bool, stats_json: Path | None) -> None:
     records = GuardedRecords(read_records(input))
     console = err if output == "-" else out  # stdout carries the records then
     kept = _resume(records, input, output, scorer) if resume else 0
@@ -95,12 +132,58 @@ def score_command(
         if writer is not None:
             writer.close()
     _print_summary(console, scorer.spec.name, scorer.stats, errors, output, kept)
+    if stats_json is not None:
+        _write_stats(stats_json, scorer, interrupted=interrupted)
+        console.print(f"wrote the run's statistics to {stats_json}")
     if interrupted:
         console.print(f"[yellow]interrupted: {written} record(s) scored and written before the stop[/]")
         raise typer.Exit(130)
     if records.error is not None:
         saved = f"written to {output}" if output and output != "-" else "in the summary above"
         raise fail(f"{records.error}; the {records.count} record(s) read before it were scored and {saved}")
+
+
+def _backend_urls(values: list[str], spec: Spec) -> dict[str, str]:
+    """``--backend-url`` values by backend name: ``NAME=URL``, or a bare URL for a spec's only backend."""
+    declared = sorted(spec.backends)
+    urls: dict[str, str] = {}
+    for value in values:
+        named = _NAMED_URL.match(value)
+        if named and "://" not in named.group(1):
+            name, url = named.groups()
+        elif not declared:
+            raise SpecError(f"--backend-url: spec {spec.name!r} declares no model backends ([backends.NAME])")
+        elif len(declared) > 1:
+            raise SpecError(
+                f"--backend-url {value!r}: spec {spec.name!r} declares {len(declared)} backends ({', '.join(declared)}): "
+                "say which, as NAME=URL"
+            )
+        else:
+            name, url = declared[0], value
+        if name not in spec.backends:
+            raise SpecError(f"--backend-url: spec {spec.name!r} has no backend {name!r} (declared: {', '.join(declared) or 'none'})")
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise SpecError(f"--backend-url {value!r}: not an http(s) URL such as http://127.0.0.1:8080/v1")
+        if name in urls:
+            raise SpecError(f"--backend-url: backend {name!r} is given twice")
+        urls[name] = url
+    return urls
+
+
+def _check_writable(path: Path) -> None:
+    """Fail before scoring (not after an hour of judge calls) when ``--stats-json`` cannot be written."""
+    if path.is_dir():
+        raise InputError(f"--stats-json {str(path)!r} is a directory: give a file name such as stats.json")
+    if not path.parent.is_dir():
+        raise InputError(f"--stats-json {str(path)!r}: folder {str(path.parent)!r} does not exist")
+
+
+def _write_stats(path: Path, scorer: Scorer, *, interrupted: bool) -> None:
+    data = {"spec": scorer.spec.name, **scorer.stats.to_dict(), "interrupted": interrupted}
+    try:
+        path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot write --stats-json {str(path)!r}: {exc}") from None
 
 
 def _resume(records: GuardedRecords, input: Path, output: str | None, scorer: Scorer) -> int:
@@ -136,6 +219,18 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def _backends_table(stats: RunStats) -> Table:
+    table = Table(title="model backends")
+    for column in ("backend", "calls", "cache hits", "retries", "failures", "tokens in", "tokens out", "p50 s", "p95 s"):
+        table.add_column(column, justify="left" if column == "backend" else "right")
+    for name, b in stats.backends.items():
+        table.add_row(
+            name, str(b.calls), str(b.cache_hits), str(b.retries), str(b.failures), str(b.prompt_tokens),
+            str(b.completion_tokens), _fmt(b.percentile(50), 3), _fmt(b.percentile(95), 3),
+        )  # fmt: skip
+    return table
+
+
 def _print_summary(
     console, spec_name: str, stats: RunStats, errors: list[str], output: str | None, resumed: int = 0
 ) -> None:
@@ -157,6 +252,8 @@ def _print_summary(
             _fmt(comp.us_per_sample, 1),
         )
     console.print(table)
+    if stats.backends:
+        console.print(_backends_table(stats))
     slowest = stats.slowest_component
     if slowest is not None and slowest.seconds > 0:
         console.print(f"slowest component: [bold]{slowest.name}[/] ({slowest.seconds:.2f} s in all)")

@@ -123,12 +123,12 @@ class RunStats:
         """The statistics as JSON-ready data (what ``medreward score --stats-json`` writes)."""
         return {
             "n": self.n,
-            "statuses": dict(self.statuses),
+            "statuses": {s.value: self.statuses[s.value] for s in Status},
             "reward_mean": self.reward_mean,
             "reward_std": self.reward_std,
             "seconds": self.seconds,
             "components": {
-                name: {"mean": c.mean, "statuses": dict(c.counts), "us_per_sample": c.us_per_sample}
+                name: {"mean": c.mean, "statuses": {s.value: c.counts[s.value] for s in Status}, "us_per_sample": c.us_per_sample}
                 for name, c in self.components.items()
             },
             "abandoned_threads": self.abandoned_threads,
