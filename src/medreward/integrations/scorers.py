@@ -3,10 +3,15 @@
 One :class:`SharedScorer` per (spec, time limit) per process, built on first use and safe
 to call from several threads (verl scores each sample from a thread pool). A forked child
 starts with an empty cache: it inherits the scorers but not their threads.
+
+A spec's model backends (docs/contracts.md#model-backed-rewards) are built once per process and
+shared by the threads' scorers; their endpoints come from ``MEDREWARD_<NAME>_BASE_URL`` or the
+spec, their cache from ``MEDREWARD_CACHE`` or the default path. They are closed at exit.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import threading
@@ -40,7 +45,7 @@ class SharedScorer:
     _local: threading.local = field(default_factory=threading.local, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.total = RunStats.empty(self.scorer.spec.component_names)
+        self.total = self.scorer.new_stats()
         self._local.scorer = self.scorer  # the thread that built it scores with it
 
     @property
@@ -54,15 +59,14 @@ class SharedScorer:
 
     def _thread_scorer(self) -> Scorer:
         mine: Scorer | None = getattr(self._local, "scorer", None)
-        if mine is None:  # another thread: its own Scorer from the same spec
-            base = self.scorer
-            mine = self._local.scorer = Scorer(base.spec, time_limit=base.time_limit, chunk_size=base.chunk_size)
+        if mine is None:  # another thread: its own Scorer from the same spec, sharing the backends
+            mine = self._local.scorer = self.scorer.sibling()
         return mine
 
     def score(self, items: Sequence[Any]) -> tuple[list[ScoredRecord], RunStats]:
         """Score ``items`` (record dicts or :class:`~medreward.records.BadRecord`) in order."""
         scorer = self._thread_scorer()
-        scorer.stats = RunStats.empty(self.spec.component_names)
+        scorer.stats = scorer.new_stats()
         records = scorer.score_chunk(list(items))
         batch = scorer.stats
         with self.lock:
@@ -76,6 +80,7 @@ class _ScorerCache:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.scorers: dict[tuple[str, float | None], SharedScorer] = {}
+        self.inherited: list[SharedScorer] = []
 
     def get(self, spec: SpecLike, time_limit: float | None) -> SharedScorer:
         key = _cache_key(spec, time_limit)
@@ -90,8 +95,16 @@ class _ScorerCache:
 
     def after_fork(self) -> None:
         # A forked child inherits the cache but not the scorers' worker threads: start afresh.
+        # The parent's scorers stay referenced (never used, never closed): closing an inherited
+        # connection or SQLite handle in the child would disturb the parent's.
+        self.inherited.extend(self.scorers.values())
         self.scorers = {}
         self.lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close every scorer's backends (at interpreter exit)."""
+        for shared in list(self.scorers.values()):
+            shared.scorer.close()
 
 
 def _cache_key(spec: SpecLike, time_limit: float | None) -> tuple[str, float | None]:
@@ -105,6 +118,7 @@ def _cache_key(spec: SpecLike, time_limit: float | None) -> tuple[str, float | N
 
 
 _CACHE = _ScorerCache()
+atexit.register(_CACHE.close)
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_CACHE.after_fork)

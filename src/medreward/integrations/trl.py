@@ -38,6 +38,9 @@ Logged through ``log_metric`` (averaged per logging step): ``medreward/<spec>/<c
 ``.../frac_error``, ``.../frac_timeout``, and for the whole callable
 ``medreward/<name>/frac_none``, ``.../frac_error``, ``.../frac_timeout``, ``.../frac_not_applicable``. Through
 ``log_extra`` (the completions table): ``<name>/status`` and ``<name>/info`` (compact JSON).
+A spec with model backends also logs, per batch, ``medreward/<spec>/backend/<backend>/calls``,
+``.../cache_hits``, ``.../retries``, ``.../failures``, ``.../prompt_tokens``, ``.../completion_tokens``,
+``.../latency_p50_s`` and ``.../latency_p95_s`` (a per-component function: under ``medreward/<name>/backend/…``).
 
 >>> from medreward.integrations.trl import reward_func
 >>> tox = reward_func("toxicology")
@@ -317,6 +320,8 @@ class TRLReward(_TRLCallable):
             if scored:
                 for status in (Status.NOT_APPLICABLE, Status.ERROR, Status.TIMEOUT):
                     out[f"{prefix}/{name}/frac_{status.value}"] = comp.counts[status.value] / scored
+        if stats.backends:  # a per-component function reports the calls of its own scorer, under its own name
+            out.update(backend_metrics(prefix if self.component is None else f"{self.metric_prefix}/{self.__name__}", stats))
         return out
 
     # -- pickling: TRL's async GRPO worker and multiprocessing pickle reward functions ----------
@@ -334,6 +339,17 @@ class TRLReward(_TRLCallable):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.__name__!r}, spec={self.spec.name!r})"
+
+
+def backend_metrics(prefix: str, stats: RunStats) -> dict[str, float]:
+    """``<prefix>/backend/<name>/calls|cache_hits|retries|failures|prompt_tokens|completion_tokens|
+    latency_p50_s|latency_p95_s`` for a batch (the latencies only when a call was made)."""
+    out: dict[str, float] = {}
+    for name, backend in stats.backends.items():
+        for key, value in backend.summary().items():
+            if value is not None:
+                out[f"{prefix}/backend/{name}/{key}"] = float(value)
+    return out
 
 
 def _call_metrics(prefix: str, records: Sequence[ScoredRecord]) -> dict[str, float]:
@@ -365,11 +381,19 @@ def _single_component(spec: Spec, component: str) -> Spec:
         needs = requirements()
         needed = {*needs.each, *needs.together}
     kept = []
+    used: set[str] = set()  # the backends the kept components call: the others are not built
+    built = spec.built_components() if data.get("backends") else ()
     for k, c in enumerate(data["components"]):
         if c["name"] == component:
             kept.append({**c, "weight": 1.0, "gate": False})
         elif k in needed:
             kept.append({**c, "weight": 0.0, "gate": False})
+        else:
+            continue
+        if built:
+            used.update(built[k].backend_names())
+    if data.get("backends"):
+        data["backends"] = {name: b for name, b in data["backends"].items() if name in used}
     data.update(name=f"{spec.name}.{component}", aggregate="weighted_sum", components=kept)
     return Spec.from_dict(data, source=f"spec {spec.name!r}, component {component!r}")
 
