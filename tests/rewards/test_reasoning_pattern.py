@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import doctest
 import pickle
-import time
 from collections import Counter
 
 import pytest
@@ -21,6 +20,7 @@ from medreward.rewards.reasoning_pattern import (
     rpr_calibrate,
     rpr_score,
 )
+from scaling import assert_linear
 
 
 def think_reward(solution_str: str) -> float:
@@ -129,14 +129,14 @@ def test_any_text_scores_in_range(text: str) -> None:
         assert result.status is Status.OK and 0.0 <= result.value <= 1.0
 
 
-def test_huge_think_is_fast() -> None:
-    start = time.perf_counter()
-    result = score("<think>" + "wait " * 2_000_000 + "</think>")  # 10 MB
+def test_huge_think_costs_linear_time() -> None:
+    # scaling check in CPU time, not a wall-clock bound: 25k words below the 200k-word cap (so the
+    # n-gram count scales too) against 200,008 words, just past it (so the result is the capped one)
+    result = assert_linear(score, lambda k: "<think>" + "wait " * k + "</think>", 25_001)
     # 200k words examined → 199981 twenty-grams, one distinct one repeated: the source's ratio counts
     # distinct repeated n-grams, so a one-word loop is barely penalised (faithful, and worth knowing)
     assert result.info["truncated"] is True and result.info["hits"] == ["wait"]
     assert result.value == pytest.approx(1 / 20 - 1 / 199_981)
-    assert time.perf_counter() - start < 5
 
 
 def test_calibrate_golden() -> None:

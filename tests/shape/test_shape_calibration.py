@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from medreward.shape import (
     parse_confidence,
     strip_confidence,
 )
+from scaling import assert_linear
 
 
 def test_parse_confidence_rules():
@@ -42,11 +42,14 @@ def test_strip_confidence():
 
 
 def test_parsing_is_linear_on_adversarial_text():
-    nasty = "Confidence:" + " " * 2_000_000 + "x" + "Confidence: " * 50_000
-    start = time.perf_counter()
-    assert parse_confidence([nasty]).tolist() == [5.0]
-    strip_confidence([nasty])
-    assert time.perf_counter() - start < 2.0
+    def nasty(k: int) -> str:  # k = 50_000: 2 MB of spaces after a bare marker, then 50k bare markers
+        return "Confidence:" + " " * (40 * k) + "x" + "Confidence: " * k
+
+    def parse_and_strip(text: str) -> tuple[list[float], list[str]]:
+        return parse_confidence([text]).tolist(), strip_confidence([text])
+
+    confidence, stripped = assert_linear(parse_and_strip, nasty, 50_000 // 8)
+    assert confidence == [5.0] and len(stripped) == 1
 
 
 def test_threshold_mode_hand_computed():

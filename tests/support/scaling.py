@@ -14,51 +14,54 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 __all__ = ["assert_linear"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 #: CPU seconds below which the small input's cost is not trusted (timer and call overhead).
 _FLOOR = 0.002
 
 
-def _cpu_seconds(fn: Callable[[T], Any], arg: T) -> float:
+def _cpu_seconds(fn: Callable[[T], R], arg: T) -> tuple[float, R]:
     gc.collect()
     was_enabled = gc.isenabled()
     gc.disable()  # a collection landing in one run but not the other is not the code's cost
     try:
         started = time.process_time()
-        fn(arg)
-        return time.process_time() - started
+        result = fn(arg)
+        return time.process_time() - started, result
     finally:
         if was_enabled:
             gc.enable()
 
 
 def assert_linear(
-    fn: Callable[[T], Any],
+    fn: Callable[[T], R],
     make: Callable[[int], T],
     n: int,
     *,
     factor: int = 8,
     slack: float = 3.0,
     tries: int = 3,
-) -> None:
+) -> R:
     """Assert that ``fn(make(factor * n))`` costs at most ``slack * factor`` times ``fn(make(n))``.
 
-    Choose ``n`` so that ``fn(make(n))`` takes a few milliseconds at least.
+    Choose ``n`` so that ``fn(make(n))`` takes a few milliseconds at least. Building the inputs
+    (``make``) is not timed. Returns what ``fn`` returned for the large input, so a test can check
+    the result on the big input without computing it a second time.
     """
     small_arg, large_arg = make(n), make(factor * n)
     bound = slack * factor
     ratios: list[float] = []
     for _ in range(tries):
-        small = max(_cpu_seconds(fn, small_arg), _FLOOR)
-        large = _cpu_seconds(fn, large_arg)
+        small = max(_cpu_seconds(fn, small_arg)[0], _FLOOR)
+        large, result = _cpu_seconds(fn, large_arg)
         ratio = large / small
         if ratio <= bound:
-            return
+            return result
         ratios.append(round(ratio, 1))
     raise AssertionError(
         f"cost grows faster than linearly: {factor}x the input took {ratios}x the CPU time "
