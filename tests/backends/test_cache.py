@@ -73,6 +73,15 @@ def test_put_replaces(cache: SQLiteCache) -> None:
     assert cache.get(key).text == "second"
 
 
+def test_delete_drops_one_entry_and_ignores_unknown_keys(cache: SQLiteCache) -> None:
+    keep, drop = request().cache_key("openai", "m"), request(seed=1).cache_key("openai", "m")
+    cache.put(keep, response("kept"))
+    cache.put(drop, response("unusable verdict"))
+    cache.delete(drop)
+    cache.delete("no-such-key")
+    assert cache.get(drop) is None and cache.get(keep).text == "kept" and len(cache) == 1
+
+
 @pytest.mark.parametrize(
     "changed",
     [

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from fake_openai_server import FakeOpenAIServer
+from model_backed import DictCache
 
 from medreward.backends.base import BackendFailure, ChatRequest, ChatResponse
 from medreward.backends.config import BackendConfig
@@ -21,21 +22,6 @@ from medreward.errors import SpecError
 def req(content: str, **kw: Any) -> ChatRequest:
     return ChatRequest(messages=({"role": "system", "content": "grade"}, {"role": "user", "content": content}), **kw)
 
-
-class DictCache:
-    """An in-memory ResponseCache."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, ChatResponse] = {}
-
-    def get(self, key: str) -> ChatResponse | None:
-        return self.data.get(key)
-
-    def put(self, key: str, response: ChatResponse) -> None:
-        self.data[key] = response
-
-    def close(self) -> None:
-        pass
 
 
 def test_request_body_and_parsed_response(fake_server: FakeOpenAIServer, make_backend: Any) -> None:
@@ -213,6 +199,9 @@ def test_cache_hit_makes_no_call_and_failures_or_cut_answers_are_not_cached(
     assert again[0].cached and again[0].text == "echo: good"
     assert fake_server.requests == calls + 2  # only the failure and the cut answer were asked again
     assert backend.stats.cache_hits == 1 and backend.stats.calls == 5
+    backend.forget([requests[0]])  # the caller could not use that answer: it is not served again
+    assert cache.data == {}
+    assert not backend.complete([requests[0]])[0].cached and fake_server.requests == calls + 3
 
 
 def test_server_without_response_format_or_logprobs_still_works(fake_server: FakeOpenAIServer, make_backend: Any, caplog: Any) -> None:

@@ -25,6 +25,7 @@ class FakeBackend:
         self._answers = answers if callable(answers) else list(answers)
         self.requests: list[ChatRequest] = []
         self.calls: list[list[ChatRequest]] = []  # one list per complete() call
+        self.forgotten: list[ChatRequest] = []  # requests whose answers the caller asked to drop
 
     def complete(self, requests: Sequence[ChatRequest]) -> list[ChatResponse | BackendFailure]:
         self.calls.append(list(requests))
@@ -42,6 +43,9 @@ class FakeBackend:
             self.stats.record(answer)
             out.append(answer)
         return out
+
+    def forget(self, requests: Sequence[ChatRequest]) -> None:
+        self.forgotten.extend(requests)
 
     def close(self) -> None:
         pass

@@ -157,6 +157,8 @@ def test_bad_verdict_ids_are_retried_once_then_error(bad, problem):
     first, again = backend.calls[0][0], backend.calls[1][0]
     assert again.seed == first.seed + 1 and again.template == first.template + "+retry"
     assert again.messages[-1]["content"].startswith(first.messages[-1]["content"])  # shared prefix kept
+    # no unusable verdict stays in the cache: a's first answer, b's two answers
+    assert backend.forgotten == [backend.calls[0][0], backend.calls[0][1], backend.calls[1][1]]
 
 
 def test_dict_form_verdicts_from_servers_without_schema_are_accepted():

@@ -67,6 +67,11 @@ class RecordingBackend:
             out.append(result)
         return out
 
+    def forget(self, requests: Sequence[ChatRequest]) -> None:
+        if self.cache is not None:
+            for request in requests:
+                self.cache.delete(request.cache_key(self.kind, self.model))
+
     def close(self) -> None:
         self.closed = True
 
@@ -86,8 +91,11 @@ class DictCache:
     def get(self, key: str) -> ChatResponse | None:
         return self.data.get(key)
 
-    def put(self, key: str, response: ChatResponse) -> None:
+    def put(self, key: str, response: ChatResponse, *, kind: str = "") -> None:
         self.data[key] = response
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
 
     def close(self) -> None:
         self.closed = True

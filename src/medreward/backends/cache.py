@@ -255,6 +255,13 @@ class SQLiteCache:
         except sqlite3.Error as exc:
             raise self._fail("written", exc) from None
 
+    def delete(self, key: str) -> None:
+        """Remove the entry under ``key`` (none: nothing happens), in one transaction."""
+        try:  # autocommit connection: one statement is one transaction
+            self._connection().execute("DELETE FROM responses WHERE key = ?", (key,))
+        except sqlite3.Error as exc:
+            raise self._fail("written", exc) from None
+
     def close(self) -> None:
         """Close every thread's connection (a later use re-opens)."""
         with self._lock:

@@ -160,6 +160,16 @@ class OpenAIBackend:
                 self.stats.record(r)
         return done
 
+    def forget(self, requests: Sequence[ChatRequest]) -> None:
+        """Drop these requests' cached answers (an answer the caller could not use must not be served again)."""
+        if self.cache is None:
+            return
+        for request in requests:
+            try:
+                self.cache.delete(request.cache_key(self.kind, self.model))
+            except Exception as exc:  # noqa: BLE001 - a broken cache must not fail the batch
+                log.warning("backend %s: cache delete failed (%s)", self.name, type(exc).__name__)
+
     def close(self) -> None:
         """Close the HTTP client and stop the private event loop (the backend restarts them if used again)."""
         loop, thread = self._loop, self._thread
@@ -429,7 +439,7 @@ class OpenAIBackend:
 
     def _cache_put(self, key: str, response: ChatResponse) -> None:
         try:
-            self.cache.put(key, response)  # type: ignore[union-attr]
+            self.cache.put(key, response, kind=self.kind)  # type: ignore[union-attr]
         except Exception as exc:
             log.warning("backend %s: cache write failed (%s)", self.name, type(exc).__name__)
 

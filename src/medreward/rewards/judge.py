@@ -96,20 +96,25 @@ class ModelComponent(RewardComponent):
         backend = self.backend()
         outcomes = [Outcome() for _ in requests]
         again: list[int] = []
+        unusable: list[ChatRequest] = []  # answers that came back but cannot be used: never kept in the cache
         for i, result in enumerate(self._complete(backend, requests)):
             problem = self._settle(outcomes[i], result, parse, i)
             if problem is not None:
+                unusable.append(requests[i])
                 if retry is None:
                     outcomes[i].problem = problem
                 else:
                     again.append(i)
         if again:
             rebuilt = [retry(requests[i], outcomes[i].problem or "") for i in again]  # type: ignore[misc]
-            for i, result in zip(again, self._complete(backend, rebuilt)):
+            for i, request, result in zip(again, rebuilt, self._complete(backend, rebuilt)):
                 outcomes[i].retried = True
                 problem = self._settle(outcomes[i], result, parse, i)
                 if problem is not None:
                     outcomes[i].problem = problem
+                    unusable.append(request)
+        if unusable:
+            backend.forget(unusable)
         return outcomes
 
     def _complete(self, backend: Backend, requests: Sequence[ChatRequest]) -> list[ChatResponse | BackendFailure]:
