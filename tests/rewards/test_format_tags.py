@@ -6,7 +6,6 @@ from __future__ import annotations
 import doctest
 import pickle
 import re
-import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,6 +17,7 @@ from medreward.parse.tags import open_r1_format, tag_count_credit, trl_think_for
 from medreward.records import Rollout, Status
 from medreward.rewards import component_class
 from medreward.rewards.format_tags import FormatTags
+from scaling import assert_linear
 
 
 def score(text: str, **params):
@@ -115,12 +115,20 @@ def test_conversational_completion() -> None:
     assert FormatTags()([completion]) == [1.0]
 
 
-def test_adversarial_inputs_are_fast() -> None:
+# hostile inputs as (builder of size k, k of the full-size input); the full-size input is the large
+# input of a scaling check in CPU time (no wall-clock bound)
+STRICT_HOSTILE = {
+    "10MB of <": (lambda k: "<" * k, 10_000_000),
+    "1e6 opening thinks": (lambda k: "<think>" * k, 1_000_000),
+    "1e5 nested answers": (lambda k: "<answer>" * k + "</answer>" * k, 100_000),
+}
+
+
+@pytest.mark.parametrize("name", list(STRICT_HOSTILE))
+def test_adversarial_inputs_cost_linear_time(name: str) -> None:
     component = FormatTags(only_tags=True)
-    texts = ["<" * 10_000_000, "<think>" * 1_000_000, "<answer>" * 100_000 + "</answer>" * 100_000]
-    start = time.perf_counter()
-    assert component(texts) == [0.0, 0.0, 0.0]
-    assert time.perf_counter() - start < 3
+    make, full = STRICT_HOSTILE[name]
+    assert assert_linear(lambda text: component([text]), make, full // 8) == [0.0]
 
 
 @settings(deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
@@ -271,13 +279,16 @@ def test_modes_generalise_to_other_tags_and_reject_only_tags() -> None:
         FormatTags(mode="regex")
 
 
+COMPATIBILITY_HOSTILE = {
+    "unclosed answers": (lambda k: "<think>\n" + "\n</think>\n<answer" * k, 200_000),
+    "1e6 newlines": (lambda k: "<think>\n" + "\n" * k + "</answer>", 1_000_000),
+    "closing thinks": (lambda k: "<think>" + "</think>" * k, 200_000),
+}
+
+
+@pytest.mark.parametrize("name", list(COMPATIBILITY_HOSTILE))
 @pytest.mark.parametrize("mode", ["open_r1", "trl_think", "tag_count"])
-def test_compatibility_modes_are_linear(mode: str) -> None:
-    hostile = [
-        "<think>\n" + "\n</think>\n<answer" * 200_000,
-        "<think>\n" + "\n" * 1_000_000 + "</answer>",
-        "<think>" + "</think>" * 200_000,
-    ]
-    start = time.perf_counter()
-    FormatTags(mode=mode)(hostile)
-    assert time.perf_counter() - start < 1.0
+def test_compatibility_modes_are_linear(mode: str, name: str) -> None:
+    component = FormatTags(mode=mode)
+    make, full = COMPATIBILITY_HOSTILE[name]
+    assert_linear(lambda text: component([text]), make, full // 8)
