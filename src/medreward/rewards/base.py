@@ -183,6 +183,8 @@ _BUILTIN_MODULES = (
     "iou",
     "judge",
     "rubric",
+    "pairwise",
+    "self_rubric",
 )
 _COMPONENTS: Registry[str, type[RewardComponent]] = Registry(
     "component kind",
