@@ -29,6 +29,7 @@ from medreward.integrations.openrlhf import (
     reward_func,
     split_response,
 )
+from scaling import assert_linear
 
 GOOD = "<think>miosis</think><answer>opioids</answer>"
 HALF = "<think>miosis</think><answer>opioids, ethanol</answer>"
@@ -237,23 +238,28 @@ def test_any_label_becomes_a_reference_or_a_record_error(label):
     assert isinstance(out, dict)
 
 
-def test_huge_adversarial_queries_split_in_bounded_time():
-    import time
+# hostile (query, prompt) builders of size k, and k of the full-size case (up to 10 MB), which is the
+# large input of a scaling check in CPU time (no wall-clock bound)
+HOSTILE_QUERIES = {
+    "pads": (lambda k: ("<pad>" * k, None), 2_000_000),
+    "pads, missing prompt": (lambda k: ("<pad> " * k, "nope"), 1_500_000),
+    "blank lines": (lambda k: (" \n" * k, None), 5_000_000),
+    "assistant markers": (lambda k: ("<|im_start|>assistant" * k, "p" * 10_000), 400_000),
+    "near-prefix prompt": (lambda k: ("x" * k, "x" * (k // 2) + "y"), 10_000_000),
+}
 
-    cases = [
-        ("<pad>" * 2_000_000, None),
-        ("<pad> " * 1_500_000, "nope"),
-        (" \n" * 5_000_000, None),
-        ("<|im_start|>assistant" * 400_000, "p" * 10_000),
-        ("x" * 10_000_000, "x" * 5_000_000 + "y"),
-    ]
-    for query, prompt in cases:
-        started = time.perf_counter()
-        try:
-            split_response(query, prompt)
-        except orl.ResponseSplitError:
-            pass
-        assert time.perf_counter() - started < 2.0
+
+def _split_or_refuse(case: tuple[str, str | None]) -> str | None:
+    try:
+        return split_response(*case)
+    except orl.ResponseSplitError:
+        return None  # only a prompt that cannot be found is an error
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_QUERIES))
+def test_huge_adversarial_queries_split_in_linear_time(name):
+    make, full = HOSTILE_QUERIES[name]
+    assert_linear(_split_or_refuse, make, full // 8)
 
 
 # -- issue 9, item 6: a plain input template never gets the prompt scored ------------------------------

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import doctest
-import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import medreward.parse.tags as tags_module
-from medreward.parse.tags import extract_section, format_problems, parse_tags
+from medreward.parse.tags import TaggedText, extract_section, format_problems, parse_tags
+from scaling import assert_linear
 
 FUZZ = settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 
@@ -200,32 +200,40 @@ def test_tag_census_past_the_walk_limit_counts_instead():
 
 
 # -- bounded time --------------------------------------------------------------------------------------
+# hostile text builders of size k, and k of the full-size input, which is the large input of a
+# scaling check in CPU time (no wall-clock bound)
 ADVERSARIAL = {
-    "10MB of <": "<" * 10_000_000,
-    "1e5 nested answers": "<answer>" * 100_000 + "x" + "</answer>" * 100_000,
-    "1e6 opening answers": "<answer>" * 1_000_000,
-    "1e6 closing answers": "</answer>" * 1_000_000,
-    "1e6 empty sections": "<answer></answer>" * 1_000_000,
-    "almost-tags": "<answer" * 1_000_000 + "</answe" * 1_000_000,
+    "10MB of <": (lambda k: "<" * k, 10_000_000),
+    "1e5 nested answers": (lambda k: "<answer>" * k + "x" + "</answer>" * k, 100_000),
+    "1e6 opening answers": (lambda k: "<answer>" * k, 1_000_000),
+    "1e6 closing answers": (lambda k: "</answer>" * k, 1_000_000),
+    "1e6 empty sections": (lambda k: "<answer></answer>" * k, 1_000_000),
+    "almost-tags": (lambda k: "<answer" * k + "</answe" * k, 1_000_000),
 }
 
 
-@pytest.mark.parametrize("name", list(ADVERSARIAL))
-def test_adversarial_inputs_are_parsed_in_bounded_time(name: str) -> None:
-    text = ADVERSARIAL[name]
-    start = time.perf_counter()
+def _full(name: str) -> str:
+    make, full = ADVERSARIAL[name]
+    return make(full)
+
+
+def _parse_every_way(text: str) -> TaggedText:
     extract_section(text, "answer")
     extract_section(text, "answer", allow_unclosed=True)
-    parsed = parse_tags(text, ("think", "answer"), only_tags=True)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 3.0, f"{name}: {elapsed:.2f} s"
+    return parse_tags(text, ("think", "answer"), only_tags=True)
+
+
+@pytest.mark.parametrize("name", list(ADVERSARIAL))
+def test_adversarial_inputs_are_parsed_in_linear_time(name: str) -> None:
+    make, full = ADVERSARIAL[name]
+    parsed = assert_linear(_parse_every_way, make, full // 8)
     assert not parsed.well_formed  # none of these is a valid think/answer completion
 
 
 def test_nested_sections_content() -> None:
-    section = extract_section(ADVERSARIAL["1e5 nested answers"], "answer")
+    section = extract_section(_full("1e5 nested answers"), "answer")
     assert section is not None and section.content == "x" + "</answer>" * 99_999
-    unclosed = extract_section(ADVERSARIAL["1e6 opening answers"], "answer", allow_unclosed=True)
+    unclosed = extract_section(_full("1e6 opening answers"), "answer", allow_unclosed=True)
     assert unclosed is not None and unclosed.content == "" and unclosed.start == len("<answer>") * 999_999
 
 
