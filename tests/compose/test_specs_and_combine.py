@@ -87,7 +87,8 @@ def test_bad_specs_name_the_bad_field(data, message):
          "spec: components.1.wieght: unknown parameter"),
         (spec(FORMAT, {**FORMAT, "name": "f2", "kind": "nope"}),
          "spec: components.1.kind: unknown component kind 'nope'; known kinds: choice, classification, format.tags, "
-         "icd_codes, iou, judge, length, multilabel, numeric, reasoning_pattern, repetition, rubric "
+         "icd_codes, iou, judge, length, multilabel, numeric, pairwise, reasoning_pattern, repetition, rubric, "
+         "self_rubric "
          "(or give a custom one as 'package.module:ClassName')"),
         (spec(FORMAT, {**FORMAT, "name": "f2", "params": {"tags": ["a b"], "colour": 1}}),
          "spec: components.1.params.tags: Value error, tag name 'a b' must be a bare name like 'answer'; "

@@ -30,7 +30,12 @@ CONFIGS = {
     "iou": ({}, {"box": [0, 0, 10, 10]}),
     "judge": ({}, {"answer": "aspirin"}),
     "rubric": ({}, {"rubric": [{"criterion": "Advises ER", "points": 5}, {"criterion": "Is rude", "points": -2}]}),
+    # against the reference: a group comparison depends on the rest of the batch by design
+    "pairwise": ({"against": "reference"}, {"answer": "aspirin"}),
+    "self_rubric": ({}, {}),
 }
+# kinds that need a prompt to apply (self_rubric writes its rubric from it)
+PROMPTS = {"self_rubric": "What should I do about crushing chest pain?"}
 
 FUZZ = settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 # model-like output: tags, letters, numbers, labels, codes and boxes mixed with any characters
@@ -46,6 +51,10 @@ def _judge_answer(request):
     if request.response_schema and "verdicts" in request.response_schema["properties"]:
         ids = request.response_schema["properties"]["verdicts"]["items"]["properties"]["id"]["enum"]
         return json.dumps({"verdicts": [{"id": i, "explanation": "", "criteria_met": True} for i in ids]})
+    if request.response_schema and "winner" in request.response_schema["properties"]:
+        return json.dumps({"explanation": "", "winner": "A"})
+    if request.response_schema and "criteria" in request.response_schema["properties"]:
+        return json.dumps({"criteria": [{"criterion": "Advises ER", "points": 5}, {"criterion": "Is rude", "points": -2}]})
     return "YES"
 
 
@@ -67,7 +76,8 @@ def test_every_registered_kind_is_fuzzed_here():
 def test_batch_verdicts_are_one_per_input_and_in_range(kind, texts):
     component = build(kind)
     reference = CONFIGS[kind][1]
-    batch = [Rollout(completion=t, reference=dict(reference)) for t in texts]
+    prompt = PROMPTS.get(kind, "")
+    batch = [Rollout(prompt=prompt, completion=t, reference=dict(reference)) for t in texts]
     scores = component.score_batch(batch)
     assert isinstance(scores, list) and len(scores) == len(texts)
     low, high = component.output_range
@@ -79,5 +89,5 @@ def test_batch_verdicts_are_one_per_input_and_in_range(kind, texts):
         else:
             assert score.value is None and score.status is Status.NOT_APPLICABLE
     # the same text scores the same alone as in a batch
-    alone = [component.score_batch([Rollout(completion=t, reference=dict(reference))])[0] for t in texts]
+    alone = [component.score_batch([Rollout(prompt=prompt, completion=t, reference=dict(reference))])[0] for t in texts]
     assert [s.value for s in alone] == [s.value for s in scores]
