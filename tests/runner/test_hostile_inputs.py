@@ -13,8 +13,10 @@ import json
 import pytest
 
 from medreward import Scorer, Status
-from medreward.compose.spec import list_presets
+from medreward.compose.spec import list_presets, load_spec
 from medreward.io.writers import open_writer
+
+from keyword_judge import build_keyword_judge
 
 LIMIT = 20.0  # seconds per component and sample; the parsers are linear, so none should come close
 MB = 1_000_000
@@ -25,7 +27,17 @@ GOOD = {
     "mcq": ("<think>metformin first</think><answer>C</answer>", {"answer": "C", "options": ["A", "B", "C", "D"]}),
     "calculator": ("<think>weight/height²</think><answer>24.2 kg/m^2</answer>", {"value": 24.2, "unit": "kg/m^2"}),
     "icd_coding": ("<think>type 2 diabetes</think><answer>E11.9</answer>", {"codes": ["E11.9"]}),
+    # model-judged presets: an in-process keyword judge (tests/support/keyword_judge.py) stands in for the server
+    "healthbench": ("Call emergency services now.", {"rubric": [{"criterion": 'Says "emergency services"', "points": 5}]}),
+    "medix": ("<think>miosis, apnoea</think><answer>opioids</answer>", {"answer": "opioids"}),
 }
+
+
+def scorer_for(preset: str, **options) -> Scorer:
+    """A scorer for ``preset``; presets that call a judge get the keyword judge and no response cache."""
+    if load_spec(preset).backends:
+        options.update(backend_factory=build_keyword_judge, use_cache=False)
+    return Scorer(preset, **options)
 
 HOSTILE = {
     "10 MB completion": "<think>" + "toxic " * (10 * MB // 6) + "</think><answer>opioids</answer>",
@@ -59,7 +71,7 @@ def test_every_preset_has_a_good_answer_here():
 @pytest.mark.parametrize("preset", sorted(GOOD))
 def test_hostile_completions_are_scored_or_rejected(preset: str, workers: int, tmp_path) -> None:
     rows = batch(preset)
-    scorer = Scorer(preset, time_limit=LIMIT, workers=workers, chunk_size=4)
+    scorer = scorer_for(preset, time_limit=LIMIT, workers=workers, chunk_size=4)
     out = scorer.score(rows)
 
     # one result per input, in input order, each echoing its input's id
@@ -67,7 +79,7 @@ def test_hostile_completions_are_scored_or_rejected(preset: str, workers: int, t
     by_id = {r.record["id"]: r for r in out}
 
     # the ordinary samples around the hostile ones are scored as if they were alone
-    alone = Scorer(preset).score([rows[0]])[0]
+    alone = scorer_for(preset).score([rows[0]])[0]
     assert alone.status is Status.OK and alone.reward is not None and alone.reward > 0.5
     for name in ("good-first", "good-last"):
         assert by_id[name].status is Status.OK
@@ -95,8 +107,9 @@ def test_hostile_completions_are_scored_or_rejected(preset: str, workers: int, t
     # text that is merely strange is scored like any other text
     for name in ("NUL and control characters", "lone surrogates", "10 MB completion", "only <"):
         assert by_id[name].status is Status.OK, f"{name}: {by_id[name].info}"
-    assert by_id["only <"].components["format"] == 0.0
-    assert by_id["deeply nested tags"].components["format"] == 0.0
+    if "format" in scorer.spec.component_names:
+        assert by_id["only <"].components["format"] == 0.0
+        assert by_id["deeply nested tags"].components["format"] == 0.0
 
     # nothing is lost on the way out: every record, surrogates included, is written and read back
     path = tmp_path / "scored.jsonl"

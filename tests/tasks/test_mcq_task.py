@@ -102,7 +102,7 @@ def test_generic_layout_letters_indexes_and_texts(tmp_path):
     assert "unrecognised layout" in result.problems[3].message
 
 
-def test_healthbench_layout_is_kept_for_rubric_rewards(tmp_path):
+def test_healthbench_layout_feeds_the_rubric_reward(tmp_path):
     item = {"prompt": [{"role": "user", "content": "I have chest pain, what should I do?"}],
             "rubrics": [{"criterion": "Advises emergency care", "points": 10, "tags": ["axis:accuracy"]},
                         {"criterion": "Gives a diagnosis with certainty", "points": -5, "tags": []}],
@@ -111,7 +111,7 @@ def test_healthbench_layout_is_kept_for_rubric_rewards(tmp_path):
     result = load_mcq(_write(tmp_path / "hb.jsonl", [item, bad]))
     [case] = result.cases
     assert case["id"] == "hb-1" and case["task"] == "healthbench"
-    assert case["reference"] == {"rubrics": item["rubrics"]}
+    assert case["reference"] == {"rubric": item["rubrics"]}  # what the rubric component reads
     assert case["prompt"] == item["prompt"] and case["case"]["example_tags"] == ["theme:emergency_referrals"]
     assert case["case"]["extra"] == {"canary": "x"}
     assert result.problems == [LineProblem(2, "healthbench: rubric 0 must have numeric 'points', got 'ten'")]

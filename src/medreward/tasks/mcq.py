@@ -20,9 +20,10 @@
   ``answer`` (a letter, or an option's exact text) or ``answer_idx`` (a 0-based index or a letter).
 * **HealthBench** (OpenAI, "HealthBench: Evaluating Large Language Models Towards Improved Human
   Health", 2025): ``prompt`` (a list of chat messages), ``rubrics`` (a list of ``{criterion,
-  points, tags}``), ``example_tags``, ``prompt_id`` → a case with ``task: "healthbench"`` and
-  ``reference: {"rubrics": [...]}``. These are loaded and kept for the rubric rewards to come:
-  **no spec scores them yet.**
+  points, tags}``), ``example_tags``, ``prompt_id`` and, where present, ``ideal_completions_data``
+  (``{"ideal_completion": ...}``) → a case with ``task: "healthbench"`` and ``reference: {"rubric":
+  [{criterion, points, tags}, ...], "ideal_answer": ...}``, the reference the ``rubric`` component
+  reads; the ``healthbench`` preset scores it (an LLM judge grades each criterion).
 
 ``layout="auto"`` recognises each line by its fields (``rubrics`` → HealthBench, ``opa`` → MedMCQA,
 an ``options`` dict → MedQA, an ``options`` list → generic). A malformed line (bad JSON, missing or
@@ -282,23 +283,32 @@ def _healthbench(obj: Mapping[str, Any], line: int, source: str) -> dict[str, An
     rubrics = obj.get("rubrics")
     if not isinstance(rubrics, list) or not rubrics:
         raise _Bad("'rubrics' must be a non-empty list")
-    for i, rubric in enumerate(rubrics):
-        if not isinstance(rubric, Mapping) or not isinstance(rubric.get("criterion"), str):
-            raise _Bad(f"rubric {i} must be an object with a string 'criterion'")
-        points = rubric.get("points")
+    rubric: list[dict[str, Any]] = []
+    for i, item in enumerate(rubrics):
+        criterion = item.get("criterion") if isinstance(item, Mapping) else None
+        if not isinstance(criterion, str) or not criterion.strip():
+            raise _Bad(f"rubric {i} must be an object with a non-empty string 'criterion'")
+        points = item.get("points")
         if isinstance(points, bool) or not isinstance(points, (int, float)) or not math.isfinite(points):
             raise _Bad(f"rubric {i} must have numeric 'points', got {points!r}")
-        if not isinstance(rubric.get("tags", []), list):
-            raise _Bad(f"rubric {i}: 'tags' must be a list")
+        item_tags = item.get("tags") or []
+        if not isinstance(item_tags, list) or not all(isinstance(t, str) for t in item_tags):
+            raise _Bad(f"rubric {i}: 'tags' must be a list of strings")
+        # exactly the fields the rubric component reads (medreward.rewards.rubric.parse_rubric)
+        rubric.append({"criterion": criterion, "points": points, "tags": list(item_tags)})
     tags = obj.get("example_tags", [])
     if not isinstance(tags, list):
         raise _Bad("'example_tags' must be a list")
+    reference: dict[str, Any] = {"rubric": rubric}
+    ideal = obj.get("ideal_completions_data")
+    if isinstance(ideal, Mapping) and isinstance(ideal.get("ideal_completion"), str) and ideal["ideal_completion"].strip():
+        reference["ideal_answer"] = ideal["ideal_completion"]
     known = {"prompt", "rubrics", "example_tags", "prompt_id"}
     return {
         "id": str(obj.get("prompt_id") or f"{source}-{line}"),
         "prompt": [{"role": m["role"], "content": m["content"]} for m in prompt],
         "task": "healthbench",
-        "reference": {"rubrics": [dict(r) for r in rubrics]},
+        "reference": reference,
         "case": {"source": "healthbench", "line": line, "example_tags": list(tags),
                  "extra": {k: v for k, v in obj.items() if k not in known}},
     }  # fmt: skip
