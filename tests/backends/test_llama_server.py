@@ -109,8 +109,9 @@ def test_json_schema_response_format_gives_json_matching_the_schema(llama_server
 
 def test_openai_json_schema_form_is_rejected_by_this_server(llama_server: LlamaServer) -> None:
     """OpenAI's ``{"type": "json_schema", "json_schema": {...}}`` (which vLLM and hosted APIs take) is
-    a 422 here: a backend that sends it must fall back to ``json_object`` + ``schema`` or to
-    plain text with a tolerant parser. If a new server version accepts it, this test says so."""
+    refused here, as an HTTP 500 (the server reports its request-validation errors as 500): a
+    backend that sends it must fall back to ``json_object`` + ``schema``. If a new server version
+    accepts it, this test says so."""
     httpx = _require("httpx")
     payload = {
         "model": llama_server.model,
@@ -119,7 +120,8 @@ def test_openai_json_schema_form_is_rejected_by_this_server(llama_server: LlamaS
         "response_format": {"type": "json_schema", "json_schema": {"name": "v", "schema": VERDICTS_SCHEMA}},
     }
     reply = httpx.post(llama_server.base_url + "/chat/completions", json=payload, timeout=120)
-    assert reply.status_code == 422, reply.text[:300]
+    assert reply.status_code == 500, reply.text[:300]
+    assert "Input should be 'text' or 'json_object'" in reply.json()["error"]["message"]
 
 
 def test_top_logprobs_come_back_for_each_generated_token(llama_server: LlamaServer) -> None:
@@ -232,14 +234,16 @@ def test_backend_second_call_is_a_cache_hit_with_no_call(llama_backend, tmp_path
     from medreward.backends.cache import SQLiteCache
 
     path = tmp_path / "judge-cache.sqlite"
-    request = _request("Is aspirin an antiplatelet drug?")
+    # an answer cut at max_tokens is never cached: stop at the first full stop or line end
+    request = _request("Is aspirin an antiplatelet drug?", max_tokens=48, stop=(".", "\n"))
     with SQLiteCache(path) as cache:
         first = llama_backend(cache).complete([request])[0]
-        assert not first.cached
+        assert not first.cached and first.finish_reason == "stop", first
     # a new backend and a new connection (another run) over the same file
     with SQLiteCache(path) as cache:
         backend = llama_backend(cache)
-        again, changed = backend.complete([request, _request("Is aspirin an antiplatelet drug?", max_tokens=9)])
+        changed_request = _request("Is aspirin an antiplatelet drug?", max_tokens=47, stop=(".", "\n"))
+        again, changed = backend.complete([request, changed_request])
         assert again.cached and again.text == first.text
         assert again.prompt_tokens == first.prompt_tokens and again.completion_tokens == first.completion_tokens
         assert not changed.cached  # sampling parameters are part of the key

@@ -114,7 +114,7 @@ def start_llama_server(gguf: Path, log_path: Path, *, n_ctx: int = 4096, threads
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}/v1"
     command = [
-        sys.executable, "-m", "llama_cpp.server",
+        sys.executable, __file__,  # runs llama_cpp.server's main via _serve() below
         "--model", str(gguf),
         "--model_alias", MODEL_ALIAS,
         "--host", "127.0.0.1",
@@ -151,6 +151,32 @@ def start_llama_server(gguf: Path, log_path: Path, *, n_ctx: int = 4096, threads
         f"llama.cpp server did not answer {base_url}/models within {START_TIMEOUT_S:.0f} s; log tail:\n"
         + server.log_tail()
     )
+
+
+def _serve() -> None:
+    """``python llama_server.py ARGS`` = ``python -m llama_cpp.server ARGS`` without ggml's "extra
+    buffer types" (weight repacking for the AMX kernels). On CPUs that report Intel AMX inside a VM
+    that does not give a process usable tile state, llama-cpp-python 0.3.36 built with
+    GGML_NATIVE crashes in ``ldtilecfg`` (general protection fault) on the second request, and its
+    first answer is already garbage; without the AMX buffer type it runs the AVX-512 kernels and is
+    correct. ``Llama()`` and the server settings do not expose ``use_extra_bufts``, so the
+    default model parameters are patched before the server builds the model."""
+    import llama_cpp.llama_cpp as capi
+    from llama_cpp.server.__main__ import main
+
+    default_params = capi.llama_model_default_params
+
+    def params():
+        value = default_params()
+        value.use_extra_bufts = False
+        return value
+
+    capi.llama_model_default_params = params
+    main()
+
+
+if __name__ == "__main__":
+    _serve()
 
 
 @pytest.fixture(scope="session")
