@@ -18,7 +18,8 @@ get its own fault:
 ``@nochoices``               200 with valid JSON that is not a chat completion
 
 ``reject`` (a set of ``"response_format"`` / ``"logprobs"``) makes the server answer 400 to
-requests that use those features, naming them. The server records the most requests in flight
+requests that use those features, naming them; ``"json_schema"`` in it makes the server answer 500
+to OpenAI's ``json_schema`` form of ``response_format`` only, as llama.cpp's server does. The server records the most requests in flight
 at once, the arrival time of every request, and the bodies and headers it got.
 
 Run it alone (for benchmarks): ``python tests/backends/fake_openai_server.py --delay 0.2`` prints
@@ -156,7 +157,11 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(fake.delay_s)
         if "sleep" in directives:
             time.sleep(float(directives["sleep"][0] or 0))
-        rejected = [f for f in sorted(fake.reject) if f in body]
+        form = body.get("response_format", {}).get("type") if isinstance(body.get("response_format"), dict) else None
+        if "json_schema" in fake.reject and form == "json_schema":  # llama-cpp-python's answer, verbatim in substance
+            return self._json(500, {"error": {"message": "1 validation error for CreateChatCompletionRequest\n"
+                                              "response_format.type\n  Input should be 'text' or 'json_object'"}})
+        rejected = [f for f in sorted(fake.reject - {"json_schema"}) if f in body]
         if rejected:
             return self._json(400, {"error": {"message": f"unsupported parameter(s): {', '.join(rejected)}"}})
         if active("drop"):

@@ -204,6 +204,16 @@ def test_cache_hit_makes_no_call_and_failures_or_cut_answers_are_not_cached(
     assert not backend.complete([requests[0]])[0].cached and fake_server.requests == calls + 3
 
 
+def test_an_answer_cut_at_max_tokens_is_cached_only_when_the_caller_reads_its_start(
+    fake_server: FakeOpenAIServer, make_backend: Any
+) -> None:
+    cache = DictCache()
+    backend = make_backend(fake_server.url, cache=cache)
+    whole_needed, prefix_read = req("@length verdict"), req("@length YES", reads_prefix=True)
+    backend.complete([whole_needed, prefix_read])
+    assert list(cache.data) == [prefix_read.cache_key("openai", "fake-judge")]
+
+
 def test_server_without_response_format_or_logprobs_still_works(fake_server: FakeOpenAIServer, make_backend: Any, caplog: Any) -> None:
     fake_server.reject = {"response_format", "logprobs"}
     backend = make_backend(fake_server.url)
@@ -211,13 +221,31 @@ def test_server_without_response_format_or_logprobs_still_works(fake_server: Fak
     with caplog.at_level(logging.WARNING):
         [r] = backend.complete([req("q", response_schema=schema, top_logprobs=2)])
     assert isinstance(r, ChatResponse) and r.logprobs is None
-    assert backend.unsupported == {"response_format", "logprobs"}
+    # OpenAI's json_schema form first, then the json_object form, then none
+    assert backend.unsupported == {"json_schema", "response_format", "logprobs"}
     assert "rejects 'response_format'" in caplog.text
     before = fake_server.requests
     assert isinstance(backend.complete([req("q2", response_schema=schema, top_logprobs=2)])[0], ChatResponse)
     assert fake_server.requests == before + 1  # remembered: no failing first attempt
     assert "response_format" not in fake_server.bodies[-1] and "logprobs" not in fake_server.bodies[-1]
     assert backend.stats.retries == 0
+
+
+def test_a_server_that_takes_only_the_json_object_form_gets_the_schema_that_way(
+    fake_server: FakeOpenAIServer, make_backend: Any
+) -> None:
+    """llama.cpp's server answers 500 to OpenAI's json_schema form and takes
+    {"type": "json_object", "schema": ...}: the backend switches form once and remembers it."""
+    fake_server.reject = {"json_schema"}
+    backend = make_backend(fake_server.url, max_retries=3)
+    schema = {"type": "object", "properties": {"met": {"type": "boolean"}}}
+    [r] = backend.complete([req("q", response_schema=schema)])
+    assert isinstance(r, ChatResponse)
+    assert fake_server.bodies[-1]["response_format"] == {"type": "json_object", "schema": schema}
+    assert backend.unsupported == {"json_schema"} and backend.stats.retries == 0
+    before = fake_server.requests
+    backend.complete([req("q2", response_schema=schema)])
+    assert fake_server.requests == before + 1 and fake_server.bodies[-1]["response_format"]["type"] == "json_object"
 
 
 def test_a_400_for_another_reason_is_an_http_failure_and_features_stay_on(fake_server: FakeOpenAIServer, make_backend: Any) -> None:

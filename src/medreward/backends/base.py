@@ -28,6 +28,7 @@ __all__ = [
     "Message",
     "ResponseCache",
     "TokenLogprob",
+    "cacheable",
 ]
 
 Message = Mapping[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
@@ -53,6 +54,9 @@ class ChatRequest:
     response_schema: Mapping[str, Any] | None = None
     top_logprobs: int | None = None
     stop: tuple[str, ...] = ()
+    #: the caller reads only the start of the answer (a first-token log-prob, a leading YES/NO), so an
+    #: answer cut at ``max_tokens`` is complete for it and may be cached
+    reads_prefix: bool = False
 
     def canonical(self) -> str:
         """The request as canonical JSON (sorted keys, no whitespace): what the cache key hashes."""
@@ -103,6 +107,12 @@ class ChatResponse:
         if data.get("logprobs") is not None:
             data["logprobs"] = tuple(tuple(TokenLogprob(**t) for t in pos) for pos in data["logprobs"])
         return cls(**data)
+
+
+def cacheable(request: ChatRequest, result: ChatResponse | BackendFailure) -> bool:
+    """Whether a backend may store ``result``: never a failure, and never an answer cut at
+    ``max_tokens`` (a partial verdict) unless the request reads only its start."""
+    return isinstance(result, ChatResponse) and (result.finish_reason != "length" or request.reads_prefix)
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,14 @@ Per request: cache lookup (a hit makes no call) → ``max_concurrency`` slot →
 tokens-per-minute reservations → POST ``{base_url}/chat/completions`` → on 429/5xx/connection errors,
 retries with exponential back-off and jitter that honour ``Retry-After`` → one :class:`ChatResponse`
 or one :class:`BackendFailure`. A timeout is final (not retried: a slow judge asked again is slower
-still). Only complete answers (``finish_reason`` other than ``"length"``) are cached.
+still). Only complete answers are cached (``finish_reason`` other than ``"length"``, unless the request
+reads only the start of the answer: :attr:`ChatRequest.reads_prefix`).
 
-If the server answers 400 to ``response_format`` or ``logprobs``, the request is retried without
-them and, when that succeeds, the backend remembers it (:attr:`OpenAIBackend.unsupported`, logged
-once), so servers that lack these features still work.
+If the server refuses ``response_format`` or ``logprobs`` (a 400 or 422, or a 500 whose message names
+them), the request is sent again: with the ``{"type": "json_object", "schema": …}`` form that
+llama.cpp's server takes in place of OpenAI's ``json_schema`` form, else without the feature. When
+that succeeds the backend remembers it (:attr:`OpenAIBackend.unsupported`, logged once), so servers
+that lack these features still work.
 
 The API key is read from the environment variable named by ``api_key_env`` for every request and
 kept nowhere else: not on the object, not in ``repr``, pickles, logs or failure messages (a
@@ -41,7 +44,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from ..errors import SpecError
-from .base import BackendFailure, BackendStats, ChatRequest, ChatResponse, ResponseCache, TokenLogprob
+from .base import BackendFailure, BackendStats, ChatRequest, ChatResponse, ResponseCache, TokenLogprob, cacheable
 from .config import BackendConfig
 from .limits import CircuitBreaker, TokenBucket, backoff_delay, estimate_tokens, parse_retry_after
 
@@ -54,7 +57,9 @@ MAX_LOGPROB_POSITIONS = 16
 #: error-body characters quoted in a failure message
 _BODY_EXCERPT = 200
 _CUT_MARK = "\n[... {n} characters cut to fit the model's context ...]\n"
-_OPTIONAL_FEATURES = ("response_format", "logprobs")
+#: optional request features a server may reject; "json_schema" is OpenAI's form of response_format,
+#: "response_format" any form (llama.cpp's server takes only {"type": "json_object", "schema": ...})
+_OPTIONAL_FEATURES = ("json_schema", "response_format", "logprobs")
 #: connections per httpx client (see OpenAIBackend._client_slots)
 _POOL_SHARD = 8
 
@@ -152,7 +157,7 @@ class OpenAIBackend:
             future = asyncio.run_coroutine_threadsafe(self._run_batch([requests[i] for i in todo]), loop)
             for i, result in zip(todo, future.result()):
                 results[i] = result
-                if self.cache is not None and _cacheable(result):
+                if self.cache is not None and cacheable(requests[i], result):
                     self._cache_put(keys[i], result)  # type: ignore[arg-type]
         done: list[ChatResponse | BackendFailure] = [r for r in results if r is not None]
         with self._stats_lock:
@@ -319,14 +324,17 @@ class OpenAIBackend:
             body["stop"] = list(request.stop)
         skip = dropped | self.unsupported
         if request.response_schema is not None and "response_format" not in skip:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {
-                    "name": _schema_name(request.template),
-                    "schema": dict(request.response_schema),
-                    "strict": True,
-                },
-            }
+            if "json_schema" not in skip:
+                body["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {
+                        "name": _schema_name(request.template),
+                        "schema": dict(request.response_schema),
+                        "strict": True,
+                    },
+                }
+            else:  # the form llama.cpp's server (and some others) accept instead
+                body["response_format"] = {"type": "json_object", "schema": dict(request.response_schema)}
         if request.top_logprobs and "logprobs" not in skip:
             body["logprobs"] = True
             body["top_logprobs"] = request.top_logprobs
@@ -334,15 +342,23 @@ class OpenAIBackend:
 
     @staticmethod
     def _rejected_features(failure: _Attempt, body: Mapping[str, Any], dropped: set[str]) -> set[str]:
-        """The optional features to drop after a 400: those the error names, else all that were sent."""
-        if failure.status != 400:
+        """The optional features to drop after the server refused the request: those its error names
+        (after a 400, 422 or 500), else after a 400 or 422 all that were sent. A rejected OpenAI
+        ``json_schema`` form is first replaced by the ``json_object`` + ``schema`` form."""
+        if failure.status not in (400, 422, 500):
             return set()
-        sent = {f for f in _OPTIONAL_FEATURES if f in body} - dropped
+        sent = set()
+        if "response_format" in body:
+            sent.add("json_schema" if body["response_format"].get("type") == "json_schema" else "response_format")
+        if "logprobs" in body:
+            sent.add("logprobs")
+        sent -= dropped
         if not sent:
             return set()
         text = failure.body.lower()
-        named = {f for f in sent if f in text or (f == "response_format" and "json_schema" in text)}
-        return named or sent
+        format_named = any(word in text for word in ("response_format", "json_schema", "json_object"))
+        named = {f for f in sent if f in text or (f in ("json_schema", "response_format") and format_named)}
+        return named or (sent if failure.status in (400, 422) else set())
 
     async def _post(self, client: httpx.AsyncClient, body: dict[str, Any]) -> ChatResponse:
         headers = {"Content-Type": "application/json"}
@@ -376,7 +392,10 @@ class OpenAIBackend:
             if status == 429:
                 raise _Attempt("rate_limited", detail, retry=True, delay=parse_retry_after(reply.headers.get("retry-after")), status=status)
             if status >= 500 or status == 408:
-                raise _Attempt("http", detail, retry=True, delay=parse_retry_after(reply.headers.get("retry-after")), status=status)
+                raise _Attempt(
+                    "http", detail, retry=True, delay=parse_retry_after(reply.headers.get("retry-after")),
+                    status=status, body=reply.text[:2000],
+                )
             raise _Attempt("http", detail, status=status, body=reply.text[:2000])
         return self._parse(reply.content, latency)
 
@@ -450,9 +469,6 @@ class OpenAIBackend:
         return text
 
 
-def _cacheable(result: ChatResponse | BackendFailure) -> bool:
-    # failures and answers cut at max_tokens (a partial verdict) are never cached
-    return isinstance(result, ChatResponse) and result.finish_reason != "length"
 
 
 def _schema_name(template: str) -> str:

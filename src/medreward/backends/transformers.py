@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
-from .base import BackendFailure, BackendStats, ChatRequest, ChatResponse, ResponseCache, TokenLogprob
+from .base import BackendFailure, BackendStats, ChatRequest, ChatResponse, ResponseCache, TokenLogprob, cacheable
 from .config import BackendConfig
 
 __all__ = ["ModelSource", "TransformersBackend", "resolve_model"]
@@ -236,7 +236,7 @@ class TransformersBackend:
                 else:
                     for i, result in self._generate_all([(i, requests[i]) for i in todo]):
                         results[i] = result
-                        if self.cache is not None and _cacheable(result):
+                        if self.cache is not None and cacheable(requests[i], result):
                             self._cache_put(keys[i], result)  # type: ignore[arg-type]
         done: list[ChatResponse | BackendFailure] = [r for r in results if r is not None]
         with self._stats_lock:
@@ -452,9 +452,6 @@ def _clean(text: Any) -> str:
     return text
 
 
-def _cacheable(result: ChatResponse | BackendFailure) -> bool:
-    # failures and answers cut at max_tokens (a partial verdict) are never cached
-    return isinstance(result, ChatResponse) and result.finish_reason != "length"
 
 
 def _short(exc: BaseException) -> str:

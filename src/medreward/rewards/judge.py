@@ -291,6 +291,7 @@ class Judge(ModelComponent):
                     template=version,
                     max_tokens=p.max_tokens,
                     top_logprobs=p.top_logprobs if p.logprobs else None,
+                    reads_prefix=True,  # only the first token / leading word is read: a cut answer is whole
                 )
             )
             owners.append(i)
