@@ -51,6 +51,10 @@ class LlamaServer:
     process: subprocess.Popen
     log_path: Path
 
+    def stop(self) -> None:
+        """Stop the server's process group (SIGTERM, then SIGKILL); a no-op once it has exited."""
+        _stop(self.process)
+
     def log_tail(self, chars: int = 3000) -> str:
         """The end of the server's stdout/stderr (for failure messages)."""
         try:
