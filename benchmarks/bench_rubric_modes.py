@@ -173,7 +173,8 @@ def table(rows: list[Row]) -> str:
     ]  # fmt: skip
     widths = [max(len(h), *(len(line[j]) for line in lines)) for j, h in enumerate(head)]
     fmt = "  ".join(f"{{:{'<' if j in (0, 7) else '>'}{w}}}" for j, w in enumerate(widths))
-    return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*line) for line in lines)])
+    out = [fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*line) for line in lines)]
+    return "\n".join(line.rstrip() for line in out)
 
 
 def main() -> None:
