@@ -36,7 +36,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -44,7 +44,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from ..errors import SpecError
-from .base import BackendFailure, BackendStats, ChatRequest, ChatResponse, ResponseCache, TokenLogprob, cacheable
+from .base import BackendFailure, ChatRequest, ChatResponse, ResponseCache, TokenLogprob
+from .caching import CachingBackend
 from .config import BackendConfig
 from .limits import CircuitBreaker, TokenBucket, backoff_delay, estimate_tokens, parse_retry_after
 
@@ -89,7 +90,7 @@ class _Attempt(Exception):
         self.body = body
 
 
-class OpenAIBackend:
+class OpenAIBackend(CachingBackend):
     """A backend over an OpenAI-compatible ``/chat/completions`` endpoint (see the module docstring)."""
 
     kind = "openai"
@@ -104,15 +105,10 @@ class OpenAIBackend:
             raise SpecError(
                 f"backends.{name}: kind 'openai' needs base_url (or --backend-url, or the MEDREWARD_*_BASE_URL variable)"
             )
-        self.name = name
-        self.config = config
-        self.model = config.model
-        self.cache = cache
-        self.stats = BackendStats()
+        super().__init__(name, config, cache=cache)
         #: optional request features this server rejected (``"response_format"``, ``"logprobs"``)
         self.unsupported: set[str] = set()
         self._url = config.base_url.rstrip("/") + "/chat/completions"
-        self._stats_lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -127,53 +123,12 @@ class OpenAIBackend:
     def __repr__(self) -> str:
         return f"OpenAIBackend(name={self.name!r}, model={self.model!r}, base_url={_safe_url(self.config.base_url)!r})"
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # a worker rebuilds client, limits and stats; the cache is re-bound there (bind_cache)
-        return (type(self), (self.name, self.config))
-
-    def bind_cache(self, cache: ResponseCache | None) -> None:
-        """Use ``cache`` from now on (a worker process re-binds the run's cache after unpickling)."""
-        self.cache = cache
-
     # -- public API -------------------------------------------------------------------------
-    def complete(self, requests: Sequence[ChatRequest]) -> list[ChatResponse | BackendFailure]:
-        """One :class:`ChatResponse` or :class:`BackendFailure` per request, in order."""
-        requests = list(requests)
-        results: list[ChatResponse | BackendFailure | None] = [None] * len(requests)
-        keys: list[str | None] = [None] * len(requests)
-        todo: list[int] = []
-        for i, request in enumerate(requests):
-            if self.cache is not None:
-                keys[i] = request.cache_key(self.kind, self.model)
-                hit = self._cache_get(keys[i])
-                if hit is not None:
-                    results[i] = replace(hit, cached=True, latency_s=0.0)
-                    continue
-            todo.append(i)
-        if todo:
-            loop = self._ensure_loop()
-            if threading.current_thread() is self._thread:
-                raise RuntimeError("OpenAIBackend.complete called from its own event loop thread")
-            future = asyncio.run_coroutine_threadsafe(self._run_batch([requests[i] for i in todo]), loop)
-            for i, result in zip(todo, future.result()):
-                results[i] = result
-                if self.cache is not None and cacheable(requests[i], result):
-                    self._cache_put(keys[i], result)  # type: ignore[arg-type]
-        done: list[ChatResponse | BackendFailure] = [r for r in results if r is not None]
-        with self._stats_lock:
-            for r in done:
-                self.stats.record(r)
-        return done
-
-    def forget(self, requests: Sequence[ChatRequest]) -> None:
-        """Drop these requests' cached answers (an answer the caller could not use must not be served again)."""
-        if self.cache is None:
-            return
-        for request in requests:
-            try:
-                self.cache.delete(request.cache_key(self.kind, self.model))
-            except Exception as exc:  # noqa: BLE001 - a broken cache must not fail the batch
-                log.warning("backend %s: cache delete failed (%s)", self.name, type(exc).__name__)
+    def _call(self, requests: list[ChatRequest]) -> list[ChatResponse | BackendFailure]:
+        loop = self._ensure_loop()
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("OpenAIBackend.complete called from its own event loop thread")
+        return asyncio.run_coroutine_threadsafe(self._run_batch(requests), loop).result()
 
     def close(self) -> None:
         """Close the HTTP client and stop the private event loop (the backend restarts them if used again)."""
@@ -448,20 +403,7 @@ class OpenAIBackend:
         messages[users[-1]]["content"] = head + _CUT_MARK.format(n=cut) + tail
         return messages, True
 
-    # -- cache and secrets ------------------------------------------------------------------
-    def _cache_get(self, key: str | None) -> ChatResponse | None:
-        try:
-            return self.cache.get(key) if self.cache is not None and key else None
-        except Exception as exc:  # a broken cache is a miss, not a failed batch
-            log.warning("backend %s: cache read failed (%s); calling the model", self.name, type(exc).__name__)
-            return None
-
-    def _cache_put(self, key: str, response: ChatResponse) -> None:
-        try:
-            self.cache.put(key, response, kind=self.kind)  # type: ignore[union-attr]
-        except Exception as exc:
-            log.warning("backend %s: cache write failed (%s)", self.name, type(exc).__name__)
-
+    # -- secrets ------------------------------------------------------------------
     def _scrub(self, text: str) -> str:
         key = self.config.api_key()
         if key and len(key) >= 4:

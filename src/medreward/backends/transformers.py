@@ -47,12 +47,13 @@ import re
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
-from .base import BackendFailure, BackendStats, ChatRequest, ChatResponse, ResponseCache, TokenLogprob, cacheable
+from .base import BackendFailure, ChatRequest, ChatResponse, ResponseCache, TokenLogprob
+from .caching import CachingBackend
 from .config import BackendConfig
 
 __all__ = ["ModelSource", "TransformersBackend", "resolve_model"]
@@ -164,34 +165,21 @@ class _Prompt:
     truncated: bool
 
 
-class TransformersBackend:
+class TransformersBackend(CachingBackend):
     """A backend over a local causal LM (see the module docstring)."""
 
     kind = "transformers"
 
     def __init__(self, name: str, config: BackendConfig, *, cache: ResponseCache | None = None) -> None:
-        self.name = name
-        self.config = config
-        self.model = config.model
-        self.cache = cache
-        self.stats = BackendStats()
+        super().__init__(name, config, cache=cache)
         self.source = resolve_model(name, config.model)  # a bad name fails at spec load, not mid-run
         self._lm: _Loaded | None = None
         self._load_error: str | None = None
         self._lock = threading.RLock()  # one generate() at a time; torch already uses every core
-        self._stats_lock = threading.Lock()
 
     # -- identity ---------------------------------------------------------------------------
     def __repr__(self) -> str:
         return f"TransformersBackend(name={self.name!r}, model={self.model!r}, source={self.source.describe()!r})"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # a worker process loads the model itself on first use; the cache is re-bound there
-        return (type(self), (self.name, self.config))
-
-    def bind_cache(self, cache: ResponseCache | None) -> None:
-        """Use ``cache`` from now on (a worker process re-binds the run's cache after unpickling)."""
-        self.cache = cache
 
     # -- public API -------------------------------------------------------------------------
     def load(self) -> None:
@@ -212,47 +200,16 @@ class TransformersBackend:
                 log.error("backend %s: %s", self.name, self._load_error)
                 raise RuntimeError(self._load_error) from None
 
-    def complete(self, requests: Sequence[ChatRequest]) -> list[ChatResponse | BackendFailure]:
-        """One :class:`ChatResponse` or :class:`BackendFailure` per request, in order."""
-        requests = list(requests)
-        results: list[ChatResponse | BackendFailure | None] = [None] * len(requests)
-        keys: list[str | None] = [None] * len(requests)
-        todo: list[int] = []
-        for i, request in enumerate(requests):
-            if self.cache is not None:
-                keys[i] = request.cache_key(self.kind, self.model)
-                hit = self._cache_get(keys[i])
-                if hit is not None:
-                    results[i] = replace(hit, cached=True, latency_s=0.0)
-                    continue
-            todo.append(i)
-        if todo:
-            with self._lock:
-                try:
-                    self.load()
-                except RuntimeError as exc:
-                    for i in todo:
-                        results[i] = BackendFailure("other", str(exc))
-                else:
-                    for i, result in self._generate_all([(i, requests[i]) for i in todo]):
-                        results[i] = result
-                        if self.cache is not None and cacheable(requests[i], result):
-                            self._cache_put(keys[i], result)  # type: ignore[arg-type]
-        done: list[ChatResponse | BackendFailure] = [r for r in results if r is not None]
-        with self._stats_lock:
-            for r in done:
-                self.stats.record(r)
-        return done
-
-    def forget(self, requests: Sequence[ChatRequest]) -> None:
-        """Drop these requests' cached answers (an answer the caller could not use must not be served again)."""
-        if self.cache is None:
-            return
-        for request in requests:
+    def _call(self, requests: list[ChatRequest]) -> list[ChatResponse | BackendFailure]:
+        with self._lock:
             try:
-                self.cache.delete(request.cache_key(self.kind, self.model))
-            except Exception as exc:  # noqa: BLE001 - a broken cache must not fail the batch
-                log.warning("backend %s: cache delete failed (%s)", self.name, type(exc).__name__)
+                self.load()
+            except RuntimeError as exc:
+                return [BackendFailure("other", str(exc)) for _ in requests]
+            out: list[ChatResponse | BackendFailure | None] = [None] * len(requests)
+            for i, result in self._generate_all(list(enumerate(requests))):
+                out[i] = result
+            return out  # type: ignore[return-value]
 
     def close(self) -> None:
         """Free the model (it is loaded again if the backend is used again)."""
@@ -416,18 +373,6 @@ class TransformersBackend:
         return results
 
     # -- cache ------------------------------------------------------------------------------
-    def _cache_get(self, key: str | None) -> ChatResponse | None:
-        try:
-            return self.cache.get(key) if self.cache is not None and key else None
-        except Exception as exc:  # a broken cache is a miss, not a failed batch
-            log.warning("backend %s: cache read failed (%s); running the model", self.name, type(exc).__name__)
-            return None
-
-    def _cache_put(self, key: str, response: ChatResponse) -> None:
-        try:
-            self.cache.put(key, response, kind=self.kind)  # type: ignore[union-attr]
-        except Exception as exc:
-            log.warning("backend %s: cache write failed (%s)", self.name, type(exc).__name__)
 
 
 def _group(request: ChatRequest) -> tuple[Any, ...]:
