@@ -12,25 +12,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cli_runner import ENV, cli_command
+from cli_runner import ENV, cli_command, run_all
 
 from medreward.backends.base import ChatRequest, ChatResponse
 from medreward.backends.cache import SQLiteCache
-
-
-def run_all(commands: dict[str, tuple[str, ...]], cwd: Path, env: dict[str, str] | None = None):
-    procs = {
-        name: subprocess.Popen(
-            cli_command(*args), cwd=cwd, env={**ENV, **(env or {})}, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        for name, args in commands.items()
-    }
-    done = {}
-    for name, proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=180)
-        done[name] = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
-    return done
 
 
 def fill(path: Path, entries: dict[tuple[str, str], int]) -> None:

@@ -29,7 +29,7 @@ def run_all(
     environment = {**ENV, **(env or {})}
     procs = {
         name: subprocess.Popen(
-            cli_command(*args, python_flags=python_flags), cwd=cwd, env=environment,
+            cli_command(*args, python_flags=python_flags), cwd=cwd, env=environment, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         for name, args in commands.items()
