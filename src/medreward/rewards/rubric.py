@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -126,8 +126,27 @@ def parse_rubric(raw: Any, field: str = "rubric") -> list[RubricItem]:
     return items
 
 
+class GradingParams(ModelParams):
+    """Parameters of grading a response against a rubric (``rubric`` and ``self_rubric``)."""
+
+    mode: Literal["batched", "per_criterion"] = "batched"
+    clip: Literal["unit", "signed"] = "unit"
+    structured: bool = True
+    max_tokens: int = Field(default=2048, ge=1, le=32_768)
+
+
+class Grading(ModelComponent):
+    """Base of the rubric-graded components: the score range follows ``params.clip``."""
+
+    Params: ClassVar[type[GradingParams]] = GradingParams
+
+    @property
+    def output_range(self) -> tuple[float, float]:
+        return (0.0, 1.0) if self.params.clip == "unit" else (-1.0, 1.0)
+
+
 @register
-class Rubric(ModelComponent):
+class Rubric(Grading):
     r"""HealthBench-style rubric score: an LLM judge decides which criteria the response meets.
 
     Formula (simple-evals ``calculate_score``, per example):
@@ -167,18 +186,10 @@ class Rubric(ModelComponent):
 
     kind = "rubric"
 
-    class Params(ModelParams):
-        mode: Literal["batched", "per_criterion"] = "batched"
+    class Params(GradingParams):
         criteria: tuple[Criterion, ...] | None = None
         field: str = Field(default="rubric", min_length=1)
-        clip: Literal["unit", "signed"] = "unit"
         axes: tuple[str, ...] | None = None
-        structured: bool = True
-        max_tokens: int = Field(default=2048, ge=1, le=32_768)
-
-    @property
-    def output_range(self) -> tuple[float, float]:
-        return (0.0, 1.0) if self.params.clip == "unit" else (-1.0, 1.0)
 
     def setup(self) -> None:
         crit = self.params.criteria

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field
 
@@ -15,7 +15,6 @@ from ..errors import RecordError
 from ..parse.verdicts import parse_json_object
 from ..records import ComponentScore, Rollout
 from .base import register
-from .judge import ModelComponent, ModelParams
 from .judge_prompts import (
     SELF_RUBRIC_SYSTEM,
     SELF_RUBRIC_VERSION,
@@ -23,7 +22,7 @@ from .judge_prompts import (
     self_rubric_schema,
     self_rubric_text,
 )
-from .rubric import Rubric, _retry, parse_rubric
+from .rubric import Grading, GradingParams, Rubric, _retry, parse_rubric
 
 __all__ = ["SelfRubric", "read_generated_rubric"]
 
@@ -67,7 +66,7 @@ def _rubric_hash(items: list[dict[str, Any]]) -> str:
 
 
 @register
-class SelfRubric(ModelComponent):
+class SelfRubric(Grading):
     r"""The judge writes a rubric for the prompt, then grades each completion against it.
 
     Step 1 — once per distinct prompt of the batch (so a GRPO group shares one rubric): the judge
@@ -94,18 +93,10 @@ class SelfRubric(ModelComponent):
 
     kind = "self_rubric"
 
-    class Params(ModelParams):
-        mode: Literal["batched", "per_criterion"] = "batched"
-        clip: Literal["unit", "signed"] = "unit"
+    class Params(GradingParams):
         max_criteria: int = Field(default=10, ge=1, le=50)
         rubric_max_tokens: int = Field(default=1024, ge=16, le=32_768)
         record_rubric: bool = True
-        structured: bool = True
-        max_tokens: int = Field(default=2048, ge=1, le=32_768)
-
-    @property
-    def output_range(self) -> tuple[float, float]:
-        return (0.0, 1.0) if self.params.clip == "unit" else (-1.0, 1.0)
 
     def setup(self) -> None:
         p = self.params
