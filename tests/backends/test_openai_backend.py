@@ -204,6 +204,19 @@ def test_cache_hit_makes_no_call_and_failures_or_cut_answers_are_not_cached(
     assert not backend.complete([requests[0]])[0].cached and fake_server.requests == calls + 3
 
 
+def test_identical_requests_of_one_batch_make_one_call_when_cached(fake_server: FakeOpenAIServer, make_backend: Any) -> None:
+    same = [req("a group's repeated answer")] * 3
+    cached = make_backend(fake_server.url, cache=DictCache())
+    answers = cached.complete([*same, req("@500 always"), req("@500 always")])
+    assert fake_server.requests == 1 + 4  # one call for the three twins; one for the failing pair (1 + 3 retries)
+    assert [a.cached for a in answers[:3]] == [False, True, True] and answers[1].text == answers[0].text
+    assert isinstance(answers[3], BackendFailure) and answers[4] == answers[3]  # the twin shares the failure
+    assert (cached.stats.calls, cached.stats.cache_hits, cached.stats.failures) == (2, 2, 1)
+    before = fake_server.requests
+    make_backend(fake_server.url).complete(same)  # no cache: every request is a call
+    assert fake_server.requests == before + 3
+
+
 def test_an_answer_cut_at_max_tokens_is_cached_only_when_the_caller_reads_its_start(
     fake_server: FakeOpenAIServer, make_backend: Any
 ) -> None:

@@ -18,59 +18,44 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from medreward.backends import BackendConfig, BackendFailure, BackendStats, ChatRequest, ChatResponse
+from medreward.backends import BackendConfig, BackendFailure, ChatRequest, ChatResponse
 from medreward.backends.base import ResponseCache
+from medreward.backends.caching import CachingBackend
 from medreward.records import ComponentScore, Rollout, Status
 from medreward.rewards.base import ComponentParams, RewardComponent
 
 
-class RecordingBackend:
-    """See the module docstring. ``built`` lists every instance made in this process."""
+class RecordingBackend(CachingBackend):
+    """See the module docstring. ``built`` lists every instance made in this process. The cache
+    and the accounting are the real ones of :class:`~medreward.backends.caching.CachingBackend`."""
 
     built: ClassVar[list[RecordingBackend]] = []
     kind = "openai"
 
     def __init__(self, name: str, config: BackendConfig, *, cache: ResponseCache | None = None) -> None:
-        self.name = name
-        self.config = config
-        self.model = config.model
-        self.cache = cache
-        self.stats = BackendStats()
+        super().__init__(name, config, cache=cache)
         self.closed = False
         self.requests: list[ChatRequest] = []
         self._lock = threading.Lock()
         RecordingBackend.built.append(self)
 
-    def complete(self, requests: Sequence[ChatRequest]) -> list[ChatResponse | BackendFailure]:
+    def _call(self, requests: list[ChatRequest]) -> list[ChatResponse | BackendFailure]:
         out: list[ChatResponse | BackendFailure] = []
         for request in requests:
-            key = request.cache_key(self.kind, self.model)
-            hit = self.cache.get(key) if self.cache is not None else None
+            text = request.messages[-1]["content"].lower()
             result: ChatResponse | BackendFailure
-            if hit is not None:
-                result = ChatResponse(**{**hit.to_json(), "cached": True})
+            if "fail" in text:
+                result = BackendFailure("http", "HTTP 500 after 2 retries", retries=2)
             else:
-                text = request.messages[-1]["content"].lower()
-                if "fail" in text:
-                    result = BackendFailure("http", "HTTP 500 after 2 retries", retries=2)
-                else:
-                    answer = "YES" if "yes" in text else "NO"
-                    result = ChatResponse(
-                        answer, f"{self.model}@{self.config.base_url}", "stop",
-                        prompt_tokens=len(text.split()), completion_tokens=1, latency_s=0.001,
-                    )  # fmt: skip
-                    if self.cache is not None:
-                        self.cache.put(key, result)
+                answer = "YES" if "yes" in text else "NO"
+                result = ChatResponse(
+                    answer, f"{self.model}@{self.config.base_url}", "stop",
+                    prompt_tokens=len(text.split()), completion_tokens=1, latency_s=0.001,
+                )  # fmt: skip
             with self._lock:
                 self.requests.append(request)
-                self.stats.record(result)
             out.append(result)
         return out
-
-    def forget(self, requests: Sequence[ChatRequest]) -> None:
-        if self.cache is not None:
-            for request in requests:
-                self.cache.delete(request.cache_key(self.kind, self.model))
 
     def close(self) -> None:
         self.closed = True

@@ -2,7 +2,7 @@
 
 A backend subclasses :class:`CachingBackend` and implements :meth:`CachingBackend._call`, which
 answers the requests the cache did not; :meth:`complete` looks each request up first (a hit makes
-no call), stores what :func:`~medreward.backends.base.cacheable` allows, and records every result
+no call; with a cache, identical deterministic requests of one batch are asked once), stores what :func:`~medreward.backends.base.cacheable` allows, and records every result
 in :attr:`stats`.
 """
 
@@ -57,18 +57,39 @@ class CachingBackend:
                     results[i] = replace(hit, cached=True, latency_s=0.0)
                     continue
             todo.append(i)
+        unrecorded: set[int] = set()  # twins of a failed call: one failure, counted once
         if todo:
-            answers = self._call([requests[i] for i in todo])
-            if len(answers) != len(todo):  # a miscount would shift verdicts between samples
-                raise RuntimeError(f"backend {self.name!r} answered {len(answers)} of {len(todo)} requests")
-            for i, result in zip(todo, answers):
+            # with a cache, identical deterministic requests of one batch (a GRPO group's repeated
+            # answers) make one call, as they would one after another; without one, each is a call
+            first: dict[str | None, int] = {}
+            calls: list[int] = []
+            twins: list[tuple[int, int]] = []
+            for i in todo:
+                key = keys[i]
+                if key is not None and key in first and _repeatable(requests[i]):
+                    twins.append((i, first[key]))
+                else:
+                    first.setdefault(key, i)
+                    calls.append(i)
+            answers = self._call([requests[i] for i in calls])
+            if len(answers) != len(calls):  # a miscount would shift verdicts between samples
+                raise RuntimeError(f"backend {self.name!r} answered {len(answers)} of {len(calls)} requests")
+            for i, result in zip(calls, answers):
                 results[i] = result
                 if self.cache is not None and cacheable(requests[i], result):
                     self._cache_put(keys[i], result)  # type: ignore[arg-type]
+            for i, source in twins:
+                answer = results[source]
+                if isinstance(answer, ChatResponse):
+                    results[i] = replace(answer, cached=True, latency_s=0.0)  # answered without a call
+                else:
+                    results[i] = answer
+                    unrecorded.add(i)
         done: list[ChatResponse | BackendFailure] = [r for r in results if r is not None]
         with self._stats_lock:
-            for r in done:
-                self.stats.record(r)
+            for i, r in enumerate(done):
+                if i not in unrecorded:
+                    self.stats.record(r)
         return done
 
     def forget(self, requests: Sequence[ChatRequest]) -> None:
@@ -97,3 +118,8 @@ class CachingBackend:
             self.cache.put(key, response, kind=self.kind)  # type: ignore[union-attr]
         except Exception as exc:  # noqa: BLE001 - a broken cache must not fail the batch
             log.warning("backend %s: cache write failed (%s)", self.name, type(exc).__name__)
+
+
+def _repeatable(request: ChatRequest) -> bool:
+    """Whether asking ``request`` twice must give the same answer (greedy, or a fixed seed)."""
+    return request.temperature == 0 or request.seed is not None
