@@ -143,7 +143,9 @@ class BackendStats:
     completion_tokens: int = 0
     latencies: list[float] = field(default_factory=list)  # seconds, one per call that answered
 
-    def record(self, response: ChatResponse | BackendFailure) -> None:
+    def record(self, response: Any) -> None:
+        """Count one result: a :class:`ChatResponse`, a scoring response (:mod:`~medreward.backends.scoring`:
+        same ``cached``/``prompt_tokens``/``completion_tokens``/``latency_s`` fields) or a :class:`BackendFailure`."""
         if isinstance(response, BackendFailure):
             self.calls += 1
             self.failures += 1

