@@ -67,12 +67,15 @@ from pydantic import (
 )
 
 from ..backends.config import BackendConfig, base_url_env
+from ..backends.models import resolve_model
 from ..errors import SpecError
 from ..rewards.base import RewardComponent, component_class, format_validation_error
 
 __all__ = ["ComponentSpec", "Requirements", "Spec", "list_presets", "load_spec", "preset_path"]
 
 Aggregate = Literal["weighted_sum", "normalize_then_sum"]
+#: backend kinds whose model is local weights, checked to exist when the spec loads
+_LOCAL_KINDS = frozenset({"transformers", "sentence_transformers"})
 _BACKEND_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 
@@ -333,7 +336,15 @@ class Spec(BaseModel):
         return spec
 
     def _check_backends(self, built: Sequence[RewardComponent], source: str) -> None:
-        """Every backend a component names is declared (``[backends.NAME]``)."""
+        """Every backend a component names is declared (``[backends.NAME]``), local weights exist
+        (:func:`~medreward.backends.models.resolve_model`), and each component accepts its backends
+        (:meth:`RewardComponent.check_backends`, e.g. a reward model must be a classifier)."""
+        for name, config in self.backends.items():
+            if config.kind in _LOCAL_KINDS:
+                try:
+                    resolve_model(name, config.model)
+                except SpecError as exc:
+                    raise SpecError(f"{source}: {exc}") from None
         for i, component in enumerate(built):
             for name in component.backend_names():
                 if name not in self.backends:
@@ -342,6 +353,10 @@ class Spec(BaseModel):
                         f"{source}: components.{i}: component {component.name!r} uses backend {name!r}, which the "
                         f"spec does not declare: add a [backends.{name}] table (declared: {declared})"
                     )
+            try:
+                component.check_backends({name: self.backends[name] for name in component.backend_names()})
+            except SpecError as exc:
+                raise SpecError(f"{source}: components.{i}: {exc}") from None
 
     @classmethod
     def from_toml(cls, text: str, *, source: str = "spec") -> Spec:

@@ -122,6 +122,11 @@ class RewardComponent:
         component). A spec that names a backend it does not declare fails at load."""
         return ()
 
+    def check_backends(self, configs: Mapping[str, Any]) -> None:
+        """Check, when the spec loads, that the declared backends (name →
+        :class:`~medreward.backends.BackendConfig`) suit this component (e.g. a reward model's weights
+        are a sequence classifier); raise :class:`SpecError` saying what is wrong. Default: no check."""
+
     def bind_backends(self, backends: Mapping[str, Any]) -> None:
         """Receive the built backends (name → :class:`~medreward.backends.Backend`) before scoring.
         The Scorer calls this in every process that scores; components are pickled without them."""
