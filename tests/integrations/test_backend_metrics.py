@@ -91,3 +91,48 @@ def test_rule_only_spec_logs_no_backend_keys():
     logged: dict[str, float] = {}
     f(prompts=["p"], completions=["<answer>A</answer>"], answer=["A"], log_metric=logged.__setitem__)
     assert logged and not any("/backend/" in key for key in logged)
+
+
+def test_verl_results_carry_backend_accounting_per_sample(server):
+    from medreward.integrations.registry import register_data_source, unregister_data_source
+    from medreward.integrations.verl import compute_score_batch, result_keys
+
+    register_data_source("judged_verl", spec_for(server.url, "judged_verl"))
+    try:
+        keys = result_keys(["judged_verl"])
+        assert keys[-5:] == tuple(f"backend/judge/{f}" for f in ("calls", "cache_hits", "failures", "prompt_tokens", "completion_tokens"))
+        completions = ["<answer>a</answer>", "<answer>b</answer>", "@500 broken", "<answer>a</answer>"]
+        results = compute_score_batch(["judged_verl"] * 4, completions, [None] * 4, active_data_sources=["judged_verl"])
+        assert all(tuple(r) == keys for r in results)  # verl needs one key set for every sample
+        # 3 distinct requests (the repeated answer is asked once): 3 calls, 1 failure, over 4 samples
+        assert [r["backend/judge/calls"] for r in results] == [0.75] * 4
+        assert sum(r["backend/judge/failures"] for r in results) == pytest.approx(1.0)
+        assert sum(r["backend/judge/cache_hits"] for r in results) == pytest.approx(1.0)
+        assert results[0]["backend/judge/prompt_tokens"] > 0
+        assert server.requests == 3
+        # a rule-only data source in the same run reports zeros for the judge's keys
+        mixed = compute_score_batch(["judged_verl", "toxicology"], ["<answer>c</answer>", "<answer>opioids</answer>"],
+                                    [None, "opioids"], active_data_sources=["judged_verl", "toxicology"])
+        assert mixed[0]["backend/judge/calls"] == 1.0 and mixed[1]["backend/judge/calls"] == 0.0
+        assert tuple(mixed[0]) == tuple(mixed[1])
+    finally:
+        unregister_data_source("judged_verl")
+
+
+def test_openrlhf_extra_logs_carry_backend_accounting(server):
+    from medreward.integrations.openrlhf import make_reward_func
+
+    f = make_reward_func(spec_for(server.url, "judged_openrlhf"), as_tensors=False)
+    out = f(queries=["p<answer>x</answer>", "p@500 broken"], prompts=["p", "p"], labels=[None, None])
+    logs = out["extra_logs"]
+    assert logs["backend/judge/calls"] == [1.0, 1.0]  # 2 calls over 2 samples
+    assert logs["backend/judge/failures"] == [0.5, 0.5]
+    again = f(queries=["p<answer>x</answer>"], prompts=["p"], labels=[None])["extra_logs"]
+    assert again["backend/judge/calls"] == [0.0] and again["backend/judge/cache_hits"] == [1.0]
+
+
+def test_a_component_named_like_a_backend_key_is_refused():
+    from medreward.integrations.results import check_component_keys
+
+    with pytest.raises(ValueError, match="backend/"):
+        check_component_keys(["backend/judge/calls"])

@@ -32,6 +32,10 @@ object naming its task, ``{"task": "mcq", "answer": "C"}`` or ``{"task": "toxico
 "reference": "opioids,ethanol"}``. ``extra_logs`` then hold the sorted union of the tasks'
 components (fixed for every batch, as in verl).
 
+A spec with model backends (judges, reward models) adds ``backend/<name>/calls``,
+``cache_hits``, ``failures``, ``prompt_tokens`` and ``completion_tokens`` to ``extra_logs``: the
+batch's counts divided by its size, so the step mean OpenRLHF logs is the cost per sample.
+
 Which spec: ``spec=`` (keyword), else ``$MEDREWARD_SPEC``, else :data:`DEFAULT_SPEC`. A file
 for ``--reward.remote_url`` can be as small as::
 
@@ -57,7 +61,14 @@ import re2
 from medreward.errors import RecordError
 from medreward.integrations.references import bad_input, coerce_reference, split_task, to_builtin
 from medreward.integrations.registry import SpecLike, UnknownDataSourceError, resolve_spec, task_specs
-from medreward.integrations.results import STATUS_KEYS, check_component_keys, flat_scores, warn_failures
+from medreward.integrations.results import (
+    STATUS_KEYS,
+    backend_keys,
+    backend_shares,
+    check_component_keys,
+    flat_scores,
+    warn_failures,
+)
 from medreward.integrations.scorers import SharedScorer, get_scorer
 from medreward.text import clean_surrogates
 
@@ -251,11 +262,16 @@ class OpenRLHFReward:
         self.time_limit = time_limit
         self.as_tensors = as_tensors
         names: dict[str, None] = {}
+        backends: set[str] = set()
         for source in self._sources():  # builds now: a bad spec fails at load time
-            names.update(dict.fromkeys(get_scorer(source, time_limit=time_limit).spec.component_names))
+            spec = get_scorer(source, time_limit=time_limit).spec
+            names.update(dict.fromkeys(spec.component_names))
+            backends.update(spec.backends)
         # one spec: its components in spec order; several: the sorted union (verl's rule)
         self.component_keys = tuple(names) if self.tasks is None else tuple(sorted(names))
         check_component_keys(self.component_keys)
+        #: ``backend/<name>/<field>`` extra logs: the batch's model calls, cache hits, failures and tokens per sample
+        self.backend_keys = backend_keys(sorted(backends))
 
     def _sources(self) -> list[SpecLike]:
         sources = list((self.tasks or {}).values())
@@ -301,15 +317,18 @@ class OpenRLHFReward:
             items.append(item)
         flats: list[dict[str, float]] = [{}] * n
         for scorer, where, items in groups.values():
-            records, _ = scorer.score(items)
+            records, stats = scorer.score(items)
             warn_failures(f"openrlhf/{scorer.spec.name}", records, every=_WARN_EVERY)
+            shares = backend_shares(stats, len(where))
+            cost = {k: shares.get(k, 0.0) for k in self.backend_keys}
             for i, record in zip(where, records, strict=True):
-                flats[i] = flat_scores(record, self.component_keys, failed_score=self.failed_reward)
+                flats[i] = {**flat_scores(record, self.component_keys, failed_score=self.failed_reward), **cost}
         rewards = [f["score"] for f in flats]
+        keys = (*STATUS_KEYS, *self.component_keys, *self.backend_keys)
         return {
             "rewards": rewards,
             "scores": list(rewards),
-            "extra_logs": {key: [f[key] for f in flats] for key in (*STATUS_KEYS, *self.component_keys)},
+            "extra_logs": {key: [f[key] for f in flats] for key in keys},
         }
 
     def _item(self, query: Any, prompt: Any, label: Any, default: SharedScorer | None) -> tuple[SharedScorer, Any]:

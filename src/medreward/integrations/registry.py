@@ -34,6 +34,7 @@ __all__ = [
     "registry_version",
     "resolve_data_source",
     "resolve_spec",
+    "spec_backend_names",
     "spec_component_names",
     "task_specs",
     "unregister_data_source",
@@ -237,21 +238,42 @@ def spec_component_names(spec: SpecLike) -> tuple[str, ...]:
     """
     if isinstance(spec, Spec):
         return spec.component_names
-    data: Any = None
-    if isinstance(spec, Mapping):
-        data = spec
-    else:
-        text = str(spec)
-        preset = resources.files("medreward.compose") / "presets" / f"{text}.toml"
-        path = Path(text)
-        try:
-            if path.suffix == ".toml" and path.is_file():
-                data = tomllib.loads(path.read_text("utf-8"))
-            elif preset.is_file():
-                data = tomllib.loads(preset.read_text("utf-8"))
-        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-            data = None
+    data = _raw_spec(spec)
     components = data.get("components") if isinstance(data, Mapping) else None
     if isinstance(components, list) and all(isinstance(c, Mapping) and isinstance(c.get("name"), str) for c in components):
         return tuple(c["name"] for c in components)
     return load_spec(spec if not isinstance(spec, Mapping) else dict(spec)).component_names  # type: ignore[arg-type]
+
+
+def spec_backend_names(spec: SpecLike) -> tuple[str, ...]:
+    """Names of a spec's model backends (``()`` for a rule-based spec, read without building it);
+    a spec with backends, declared or implied by a component's ``params.model``, is loaded."""
+    if isinstance(spec, Spec):
+        return tuple(spec.backends)
+    data = _raw_spec(spec)
+    components = data.get("components") if isinstance(data, Mapping) else None
+    if (
+        isinstance(data, Mapping)
+        and not data.get("backends")
+        and isinstance(components, list)
+        and not any(isinstance(c, Mapping) and isinstance(c.get("params"), Mapping) and "model" in c["params"] for c in components)
+    ):
+        return ()
+    return tuple(load_spec(spec if not isinstance(spec, Mapping) else dict(spec)).backends)  # type: ignore[arg-type]
+
+
+def _raw_spec(spec: SpecLike) -> Any:
+    """The spec's TOML data as written (a mapping, a .toml file or a preset), or None."""
+    if isinstance(spec, Mapping):
+        return spec
+    text = str(spec)
+    preset = resources.files("medreward.compose") / "presets" / f"{text}.toml"
+    path = Path(text)
+    try:
+        if path.suffix == ".toml" and path.is_file():
+            return tomllib.loads(path.read_text("utf-8"))
+        if preset.is_file():
+            return tomllib.loads(preset.read_text("utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+    return None

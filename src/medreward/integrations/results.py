@@ -11,9 +11,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from medreward.records import ScoredRecord, Status
+from medreward.runner.stats import RunStats
 
 __all__ = [
+    "BACKEND_FIELDS",
     "STATUS_KEYS",
+    "backend_keys",
+    "backend_shares",
     "NoRewardTally",
     "check_component_keys",
     "count_statuses",
@@ -49,12 +53,39 @@ def flat_scores(
     return out
 
 
+#: Backend counters that verl / OpenRLHF results carry per sample (see :func:`backend_shares`).
+BACKEND_FIELDS: tuple[str, ...] = ("calls", "cache_hits", "failures", "prompt_tokens", "completion_tokens")
+
+
+def backend_keys(backend_names: Sequence[str]) -> tuple[str, ...]:
+    """``backend/<name>/<field>`` for each backend (sorted) and each of :data:`BACKEND_FIELDS`.
+
+    >>> backend_keys(["judge"])[:2]
+    ('backend/judge/calls', 'backend/judge/cache_hits')
+    """
+    return tuple(f"backend/{name}/{field}" for name in sorted(set(backend_names)) for field in BACKEND_FIELDS)
+
+
+def backend_shares(stats: RunStats, size: int) -> dict[str, float]:
+    """The batch's backend accounting as per-sample values: each counter divided by the number of
+    samples scored with it, so that the mean a trainer logs over a step is the calls (tokens, cache
+    hits…) per sample, and their sum over the step's samples is the step's total. verl and OpenRLHF
+    log per-sample values only; this is how a model reward's cost reaches their logs."""
+    if size <= 0:
+        return {}
+    out: dict[str, float] = {}
+    for name, backend in stats.backends.items():
+        for field in BACKEND_FIELDS:
+            out[f"backend/{name}/{field}"] = getattr(backend, field) / size
+    return out
+
+
 def check_component_keys(names: Sequence[str]) -> None:
     """Component names must not shadow the fixed keys of :func:`flat_scores`."""
     reserved = {"score", *STATUS_KEYS}
-    clash = sorted(set(names) & reserved)
+    clash = sorted(n for n in names if n in reserved or n.startswith("backend/"))
     if clash:
-        raise ValueError(f"component name(s) {clash} clash with the result keys {sorted(reserved)}; rename them in the spec")
+        raise ValueError(f"component name(s) {clash} clash with the result keys {sorted(reserved)} or the backend/ prefix; rename them in the spec")
 
 
 def count_statuses(records: Sequence[ScoredRecord]) -> dict[str, int]:

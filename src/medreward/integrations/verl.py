@@ -38,7 +38,11 @@ dropped):
   sample's status, else 0.0 (their means are fractions in verl's validation metrics);
 * one key per component of every data source that can occur (all registered ones, or those
   in ``active_data_sources``) — its value, or the sentinel 0.0 when it has none for this
-  sample (not applicable, failed, or not in this sample's spec).
+  sample (not applicable, failed, or not in this sample's spec);
+* for specs with model backends (judges, reward models): ``backend/<name>/calls``,
+  ``cache_hits``, ``failures``, ``prompt_tokens``, ``completion_tokens`` — the scored batch's
+  counts divided by its size, so their mean over a step is the cost per sample and their sum
+  the step's total (verl keeps per-sample values only).
 
 Errors are per sample: a bad completion or reference gives ``status_error`` and
 ``failed_score``; only configuration mistakes (unknown data source, broken spec,
@@ -65,10 +69,18 @@ from medreward.integrations.registry import (
     register_data_source,
     registry_version,
     resolve_data_source,
+    spec_backend_names,
     spec_component_names,
     unregister_data_source,
 )
-from medreward.integrations.results import STATUS_KEYS, check_component_keys, flat_scores, warn_failures
+from medreward.integrations.results import (
+    STATUS_KEYS,
+    backend_keys,
+    backend_shares,
+    check_component_keys,
+    flat_scores,
+    warn_failures,
+)
 from medreward.integrations.scorers import get_scorer
 
 __all__ = [
@@ -92,8 +104,11 @@ _warned_gdpo: set[str] = set()
 
 
 def result_keys(active_data_sources: Sequence[str] | None = None) -> tuple[str, ...]:
-    """The keys of every result: ``score``, the status flags, then the sorted union of the
-    component names of the data sources that can occur (all registered ones by default).
+    """The keys of every result: ``score``, the status flags, the sorted union of the component
+    names of the data sources that can occur (all registered ones by default), then
+    ``backend/<name>/<field>`` for the model backends of their specs
+    (:func:`~medreward.integrations.results.backend_shares`: the batch's calls, cache hits,
+    failures and tokens per sample).
 
     >>> result_keys(["toxicology"])
     ('score', 'status_ok', 'status_not_applicable', 'status_error', 'status_timeout', 'format', 'substances')
@@ -106,17 +121,19 @@ def result_keys(active_data_sources: Sequence[str] | None = None) -> tuple[str, 
         if hit is not None:
             return hit
         components: set[str] = set()
+        backends: set[str] = set()
         for name in names:
             spec = resolve_data_source(name)
             try:
                 components.update(spec_component_names(spec))
+                backends.update(spec_backend_names(spec))
             except Exception as exc:
                 if active_data_sources is not None:
                     raise
                 log.warning("data source %r: spec %r cannot be read (%s); its components are left out", name, spec, exc)
         ordered = sorted(components)
         check_component_keys(ordered)
-        out = ("score", *STATUS_KEYS, *ordered)
+        out = ("score", *STATUS_KEYS, *ordered, *backend_keys(sorted(backends)))
         _keys_cache[key] = out
         return out
 
@@ -178,7 +195,9 @@ def compute_score_batch(
         }
         raise ValueError(f"compute_score_batch: the lists have different lengths: {lengths}")
     keys = result_keys(active_data_sources)
-    components = keys[1 + len(STATUS_KEYS):]
+    extra = keys[1 + len(STATUS_KEYS):]
+    components = tuple(k for k in extra if not k.startswith("backend/"))
+    accounting = tuple(k for k in extra if k.startswith("backend/"))
     allowed = None if active_data_sources is None else set(to_builtin(list(active_data_sources)))
     groups: dict[str, list[int]] = {}
     specs: dict[str, SpecLike] = {}
@@ -209,10 +228,12 @@ def compute_score_batch(
                 items.append(bad_input(f"ground_truth: {exc}", {"completion": solution_strs[i]}))
                 continue
             items.append({"completion": solution_strs[i], "reference": reference})
-        records, _ = scorer.score(items)
+        records, stats = scorer.score(items)
         warn_failures(f"verl/{label}", records, every=_WARN_EVERY)
+        shares = backend_shares(stats, len(indices))
+        cost = {k: shares.get(k, 0.0) for k in accounting}
         for i, record in zip(indices, records, strict=True):
-            results[i] = VerlResult(flat_scores(record, components, failed_score=failed_score))
+            results[i] = VerlResult(flat_scores(record, components, failed_score=failed_score), **cost)
     return [r for r in results if r is not None]
 
 
