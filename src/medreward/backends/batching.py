@@ -68,6 +68,8 @@ def pack(lengths: Sequence[int], max_batch_tokens: int, *, max_batch_size: int |
     not after the short ones ran."""
     if max_batch_tokens < 1:
         raise ValueError(f"max_batch_tokens must be >= 1, not {max_batch_tokens}")
+    if max_batch_size is not None and max_batch_size < 1:
+        raise ValueError(f"max_batch_size must be >= 1 or None, not {max_batch_size}")
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     batches: list[list[int]] = []
     current: list[int] = []
