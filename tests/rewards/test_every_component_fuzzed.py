@@ -33,6 +33,7 @@ CONFIGS = {
     # against the reference: a group comparison depends on the rest of the batch by design
     "pairwise": ({"against": "reference"}, {"answer": "aspirin"}),
     "self_rubric": ({}, {}),
+    "text_overlap": ({"metric": "f1"}, {"answer": ["aspirin 81 mg daily", "阳性"]}),
 }
 # kinds that need a prompt to apply (self_rubric writes its rubric from it)
 PROMPTS = {"self_rubric": "What should I do about crushing chest pain?"}

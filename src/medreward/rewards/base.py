@@ -193,6 +193,7 @@ _BUILTIN_MODULES = (
     "rubric",
     "pairwise",
     "self_rubric",
+    "text_overlap",
 )
 _COMPONENTS: Registry[str, type[RewardComponent]] = Registry(
     "component kind",
