@@ -272,3 +272,67 @@ def test_requests_are_deterministic_for_caching():
     a, b = backend.requests
     assert isinstance(a, ChatRequest) and a.cache_key("fake", "m") == b.cache_key("fake", "m")
     assert a.temperature == 0.0 and a.seed == 0
+
+
+# -- auto mode --------------------------------------------------------------------------------
+class _Configured(FakeBackend):
+    """A fake with the ``kind`` and ``config.base_url`` that ``auto`` reads."""
+
+    def __init__(self, answers, kind: str, base_url: str | None):
+        super().__init__(answers)
+        self.kind = kind
+        self.config = type("Config", (), {"base_url": base_url})()
+
+
+@pytest.mark.parametrize(
+    ("kind", "url", "expected"),
+    [
+        ("openai", "http://127.0.0.1:8080/v1", "per_criterion"),
+        ("openai", "http://localhost:8000/v1", "per_criterion"),
+        ("openai", "http://[::1]:8000/v1", "per_criterion"),
+        ("openai", "https://api.openai.com/v1", "batched"),
+        ("openai", "http://10.0.0.7:8000/v1", "batched"),  # another machine: a shared, billed server
+        ("openai", None, "batched"),
+        ("transformers", None, "batched"),  # no prefix cache: K prompts cost K prefills
+    ],
+)
+def test_auto_picks_the_mode_from_the_backend(kind, url, expected):
+    from medreward.rewards.rubric import auto_mode
+
+    assert auto_mode(_Configured([], kind, url)) == expected
+    if expected == "per_criterion":
+        answers = ['{"criteria_met": true}', '{"criteria_met": false}', '{"criteria_met": false}']
+    else:
+        answers = [verdicts(True, False, False)]
+    component = Rubric(mode="auto")
+    backend = _Configured(answers, kind, url)
+    component.bind_backends({"judge": backend})
+    score = component.score_batch([rollout()])[0]
+    assert score.value == 0.625 and score.info["mode"] == expected
+    assert len(backend.requests) == (3 if expected == "per_criterion" else 1)
+
+
+def test_auto_asks_per_criterion_when_the_batched_verdict_stays_unusable():
+    # rollout a: batched verdict broken twice -> asked per criterion; rollout b: batched fine
+    script = [verdicts(True, True), verdicts(True, False, False), verdicts(True, True),
+              '{"criteria_met": true}', '{"criteria_met": true}', '{"criteria_met": false}']  # fmt: skip
+    component = Rubric(mode="auto")
+    backend = _Configured(script, "openai", "https://api.example.com/v1")
+    component.bind_backends({"judge": backend})
+    a, b = component.score_batch([rollout("a"), rollout("b")])
+    assert a.status is Status.OK and a.value == 1.0 and a.info["mode"] == "per_criterion"
+    assert a.info["template"] == RUBRIC_PER_CRITERION_VERSION
+    assert "missing ids: c3" in a.info["fallback_from"]["error"] and "unusable_verdict" not in a.info
+    assert b.value == 0.625 and b.info["mode"] == "batched" and "fallback_from" not in b.info
+    assert [len(c) for c in backend.calls] == [2, 1, 3]  # batched, its retry, then a's criteria
+
+
+def test_auto_does_not_re_ask_a_failed_call_and_fixed_modes_never_fall_back():
+    component = Rubric(mode="auto")
+    backend = _Configured([BackendFailure("http", "HTTP 500 after 3 retries")], "openai", "https://x.example/v1")
+    component.bind_backends({"judge": backend})
+    score = component.score_batch([rollout()])[0]
+    assert score.status is Status.ERROR and "HTTP 500" in score.info["error"] and len(backend.calls) == 1
+    component, backend = bound([verdicts(True, True), verdicts(True, True)])  # batched: error, no fallback
+    score = component.score_batch([rollout()])[0]
+    assert score.status is Status.ERROR and "mode" not in score.info and len(backend.calls) == 2

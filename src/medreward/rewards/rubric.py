@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -28,7 +29,7 @@ from .judge_prompts import (
     shared_block,
 )
 
-__all__ = ["Criterion", "Rubric", "RubricItem", "axis_scores", "healthbench_score", "parse_rubric"]
+__all__ = ["Criterion", "Rubric", "RubricItem", "auto_mode", "axis_scores", "healthbench_score", "parse_rubric"]
 
 _EXPLANATION_CHARS = 300  # kept per criterion in info
 
@@ -129,7 +130,7 @@ def parse_rubric(raw: Any, field: str = "rubric") -> list[RubricItem]:
 class GradingParams(ModelParams):
     """Parameters of grading a response against a rubric (``rubric`` and ``self_rubric``)."""
 
-    mode: Literal["batched", "per_criterion"] = "batched"
+    mode: Literal["batched", "per_criterion", "auto"] = "batched"
     clip: Literal["unit", "signed"] = "unit"
     structured: bool = True
     max_tokens: int = Field(default=2048, ge=1, le=32_768)
@@ -165,8 +166,10 @@ class Rubric(Grading):
 
     Criteria: ``criteria = [{criterion, points, tags}]`` in the spec, else ``reference[field]``
     (default ``"rubric"``, HealthBench format). Modes: ``batched`` (default; one call per rollout, a
-    JSON verdict per criterion id) and ``per_criterion`` (one call per criterion, HealthBench's grader
-    semantics: ``{"explanation", "criteria_met"}``). An answer with missing, unknown or duplicate
+    JSON verdict per criterion id), ``per_criterion`` (one call per criterion, HealthBench's grader
+    semantics: ``{"explanation", "criteria_met"}``) and ``auto`` (:func:`auto_mode`: per criterion
+    against a server on this machine, batched otherwise, and per criterion for a rollout whose batched
+    verdict stays unusable; ``info["mode"]`` says which was used). An answer with missing, unknown or duplicate
     ids, or unreadable JSON, is asked again once (new seed, the problem stated); a second failure is
     that sample's ``error``. Prompts put the conversation and the fenced completion first and the
     criteria last (server prefix caching); a JSON schema is sent as ``response_schema``.
@@ -205,12 +208,15 @@ class Rubric(Grading):
             return self._fixed
         return parse_rubric(rollout.reference.get(self.params.field, []), self.params.field)
 
+    def resolved_mode(self) -> Literal["batched", "per_criterion"]:
+        """The mode this batch is graded in: ``params.mode``, or for ``auto`` the rule of
+        :func:`auto_mode` applied to the bound backend."""
+        mode = self.params.mode
+        return auto_mode(self.backend()) if mode == "auto" else mode
+
     def score_batch(self, rollouts: Sequence[Rollout]) -> list[ComponentScore]:
-        p = self.params
         results: list[ComponentScore | None] = [None] * len(rollouts)
-        plans: list[tuple[int, list[RubricItem], dict[str, Any], list[int]]] = []
-        requests: list[ChatRequest] = []
-        version = RUBRIC_BATCHED_VERSION if p.mode == "batched" else RUBRIC_PER_CRITERION_VERSION
+        plans: list[tuple[int, list[RubricItem], dict[str, Any], str]] = []
         for i, rollout in enumerate(rollouts):
             try:
                 items = self._items(rollout)
@@ -228,22 +234,44 @@ class Rubric(Grading):
                 )
                 continue
             info: dict[str, Any] = {}
-            shared = shared_block(conversation, self.fenced_completion(completion, info))
-            slots = []
-            for request in self._requests(shared, items, version):
-                slots.append(len(requests))
-                requests.append(request)
-            plans.append((i, items, info, slots))
-        if p.mode == "batched":
+            plans.append((i, items, info, shared_block(conversation, self.fenced_completion(completion, info))))
+        mode = self.resolved_mode()
+        graded = self._grade(plans, mode)
+        if self.params.mode == "auto" and mode == "batched":
+            # a judge that cannot write one verdict per criterion (small models lose ids in long
+            # JSON) gets each criterion asked on its own rather than an error for the sample
+            unusable = [k for k, score in enumerate(graded) if score.info.get("unusable_verdict")]
+            if unusable:
+                again = self._grade([plans[k] for k in unusable], "per_criterion")
+                for k, score in zip(unusable, again):
+                    score.info["fallback_from"] = {"mode": "batched", "error": graded[k].info.get("error")}
+                    graded[k] = score
+        for (i, _, _, _), score in zip(plans, graded):
+            score.info.pop("unusable_verdict", None)
+            results[i] = score
+        return results  # type: ignore[return-value]
+
+    def _grade(self, plans: list[tuple[int, list[RubricItem], dict[str, Any], str]], mode: str) -> list[ComponentScore]:
+        """Grade the planned rollouts in ``mode``: one backend call for all their requests (two
+        when answers need a retry), one score per plan."""
+        version = RUBRIC_BATCHED_VERSION if mode == "batched" else RUBRIC_PER_CRITERION_VERSION
+        requests: list[ChatRequest] = []
+        slots: list[list[int]] = []
+        for _, items, _, shared in plans:
+            made = self._requests(shared, items, version, mode)
+            slots.append(list(range(len(requests), len(requests) + len(made))))
+            requests.extend(made)
+        if mode == "batched":
             ids = [tuple(it.id for it in items) for _, items, _, _ in plans]
             outcomes = self.run_requests(requests, lambda k, r: _parse_batched(ids[k], r), retry=_retry)
         else:
             outcomes = self.run_requests(requests, _parse_one, retry=_retry)
-        for i, items, info, slots in plans:
-            results[i] = self._score(items, [outcomes[s] for s in slots], info, version)
-        return results  # type: ignore[return-value]
+        return [
+            self._score(items, [outcomes[s] for s in mine], dict(info), version, mode)
+            for (_, items, info, _), mine in zip(plans, slots)
+        ]
 
-    def _requests(self, shared: str, items: list[RubricItem], version: str) -> list[ChatRequest]:
+    def _requests(self, shared: str, items: list[RubricItem], version: str, mode: str) -> list[ChatRequest]:
         p = self.params
         system = {"role": "system", "content": RUBRIC_SYSTEM}
 
@@ -255,20 +283,26 @@ class Rubric(Grading):
                 response_schema=schema if p.structured else None,
             )
 
-        if p.mode == "batched":
+        if mode == "batched":
             ids = tuple(item.id for item in items)
             text = batched_text(shared, ((it.id, it.points, it.criterion) for it in items))
             return [request(text, batched_schema(ids))]
         schema = per_criterion_schema()
         return [request(per_criterion_text(shared, it.points, it.criterion), schema) for it in items]
 
-    def _score(self, items: list[RubricItem], outcomes: list[Outcome], info: dict[str, Any], version: str) -> ComponentScore:
+    def _score(
+        self, items: list[RubricItem], outcomes: list[Outcome], info: dict[str, Any], version: str, mode: str
+    ) -> ComponentScore:
         base = {**self.trace(outcomes, version), **info}
+        if self.params.mode == "auto":
+            base["mode"] = mode
         for outcome in outcomes:
             failed = self.outcome_error(outcome, base)
             if failed is not None:
+                if outcome.failure is None:  # the judge answered, but not usably: auto may ask per criterion
+                    failed.info["unusable_verdict"] = True
                 return failed
-        if self.params.mode == "batched":
+        if mode == "batched":
             verdicts = outcomes[0].value
             met = [verdicts[it.id][0] for it in items]
             explanations = [verdicts[it.id][1] for it in items]
@@ -292,6 +326,40 @@ class Rubric(Grading):
         if self.params.axes is not None:
             base["axes"] = [None if a not in axes else min(1.0, max(low, axes[a])) for a in self.params.axes]
         return ComponentScore.ok(min(1.0, max(low, raw)), **base)
+
+
+#: hosts whose server runs beside the trainer: no per-token bill, and a prefix cache
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
+
+
+def auto_mode(backend: Any) -> Literal["batched", "per_criterion"]:
+    """Which rubric mode ``auto`` uses with ``backend`` (docs/judges.md#choosing-a-mode).
+
+    ``per_criterion`` for an OpenAI-compatible server on this machine (loopback ``base_url``): it
+    bills nothing per token and reuses the shared prompt prefix (conversation + completion come
+    first in every judge prompt), so K short answers cost less time than one long JSON verdict;
+    ``batched`` for everything else — a remote or hosted API bills every prompt token again for
+    each criterion (K× the prompt tokens of one batched call), and a local ``transformers``
+    backend has no prefix cache. Either way ``auto`` re-asks per criterion a rollout whose batched
+    verdict is still unusable after its retry.
+
+    >>> class Remote:
+    ...     kind = "openai"
+    ...     class config:
+    ...         base_url = "https://api.example.com/v1"
+    >>> auto_mode(Remote())
+    'batched'
+    >>> Remote.config.base_url = "http://127.0.0.1:8080/v1"
+    >>> auto_mode(Remote())
+    'per_criterion'
+    """
+    if getattr(backend, "kind", None) != "openai":
+        return "batched"
+    url = getattr(getattr(backend, "config", None), "base_url", None)
+    if not isinstance(url, str):
+        return "batched"
+    host = urlsplit(url).hostname or ""
+    return "per_criterion" if host in _LOOPBACK_HOSTS or host.startswith("127.") else "batched"
 
 
 def _parse_batched(ids: tuple[str, ...], response: ChatResponse) -> tuple[Any, str | None]:
