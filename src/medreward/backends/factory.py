@@ -14,6 +14,7 @@ __all__ = ["build_backend"]
 _KINDS = {
     "openai": ("medreward.backends.openai", "OpenAIBackend", "judge"),
     "transformers": ("medreward.backends.transformers", "TransformersBackend", "models"),
+    "sentence_transformers": ("medreward.backends.embeddings", "SentenceTransformersBackend", "models"),
 }
 
 

@@ -194,6 +194,7 @@ _BUILTIN_MODULES = (
     "rubric",
     "pairwise",
     "self_rubric",
+    "semantic",
     "text_overlap",
 )
 _COMPONENTS: Registry[str, type[RewardComponent]] = Registry(
