@@ -33,6 +33,9 @@ def _register() -> None:
     app.add_typer(baselines.baselines_app, name="baselines")
     app.add_typer(cache.cache_app, name="cache")
     app.command("demo")(demo.demo_command)
+    from . import semantic
+
+    app.command("semantic-check")(semantic.semantic_check_command)
 
 
 _register()
