@@ -25,9 +25,11 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
 
 
 def _register() -> None:
-    from . import baselines, cache, demo, score, specs, tasks
+    from . import baselines, cache, demo, rerank, score, specs, tasks
 
     app.command("score")(score.score_command)
+    app.command("rerank")(rerank.rerank_command)
+    app.command("filter")(rerank.filter_command)
     app.add_typer(specs.specs_app, name="specs")
     app.add_typer(tasks.tasks_app, name="tasks")
     app.add_typer(baselines.baselines_app, name="baselines")

@@ -2,15 +2,21 @@
 
 Specs with model backends (docs/contracts.md#model-backed-rewards) take ``--backend-url [NAME=]URL``,
 ``--cache PATH`` / ``--no-cache``; ``--stats-json PATH`` writes the run's statistics (with each
-backend's calls and cache hits) for scripts and CI jobs."""
+backend's calls and cache hits) for scripts and CI jobs.
+
+The options, the read → score → write loop and the summary are shared with the commands that
+write only some of the scored records (``medreward rerank``, ``medreward filter``): they pass a
+:class:`Selector` to :func:`run_scoring`."""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
+from collections.abc import Iterable, Iterator
 from enum import Enum
 from pathlib import Path
+from typing import Any, Protocol
 
 import typer
 from rich.progress import Progress, TaskID
@@ -20,7 +26,7 @@ from ..compose.spec import Spec
 from ..errors import InputError, SpecError
 from ..io import GuardedRecords, detect_format, read_records
 from ..io.resume import check_resumable, find_resume_point, skip_scored
-from ..records import Status
+from ..records import ScoredRecord, Status
 from ..compose.spec import load_spec
 from ..runner import RunStats, Scorer
 from ..runner.signals import sigterm_as_interrupt
@@ -40,6 +46,8 @@ class Isolation(str, Enum):
 def _count_records(path: Path) -> int | None:
     """Total for the progress bar: Parquet metadata, or newline count of a JSONL under 256 MB."""
     try:
+        if not path.is_file():  # a named pipe (or /dev/stdin): counting would consume it
+            return None
         if detect_format(path) == "parquet":
             import pyarrow.parquet as pq
 
@@ -52,59 +60,110 @@ def _count_records(path: Path) -> int | None:
     return None
 
 
+class Selector(Protocol):
+    """Which scored records a command writes (``rerank``, ``filter``); ``score`` writes them all."""
+
+    def select(self, scored: Iterable[ScoredRecord]) -> Iterator[ScoredRecord]:
+        """The records to write, lazily, as the scored stream is consumed."""
+        ...
+
+    def summary_lines(self) -> list[str]:
+        """Lines for the summary: what was kept and what was dropped, and why."""
+        ...
+
+    def to_dict(self) -> dict[str, Any]:
+        """The same for ``--stats-json`` (under ``"selection"``)."""
+        ...
+
+
+# Options shared by every command that scores a file (score, rerank, filter).
+INPUT_ARGUMENT = typer.Argument(..., help="Rollouts: .jsonl, .jsonl.gz or .parquet (rollout format: docs/contracts.md).")
+SPEC_OPTION = typer.Option(..., "--spec", "-s", help="Preset name (see `medreward specs`) or path to a spec TOML.")
+OUTPUT_OPTION = typer.Option(None, "--output", "-o", help="Write scored records here (.jsonl/.parquet; '-' = stdout).")
+WORKERS_OPTION = typer.Option(0, "--workers", "-w", min=0, help="Worker processes (0: score in this process).")
+TIME_LIMIT_OPTION = typer.Option(10.0, "--time-limit", min=0.001, help="Seconds one component may spend on one sample ('inf': no limit).")
+ISOLATION_OPTION = typer.Option(
+    None, "--isolation", case_sensitive=False,
+    help="How time limits are enforced: 'process' kills a worker that overruns (stops anything); 'thread' abandons "
+    "the call (cannot stop code that holds the GIL). Default: process when --workers > 1, else thread.",
+)  # fmt: skip
+CHUNK_SIZE_OPTION = typer.Option(256, "--chunk-size", min=1, help="Records per batch.")
+QUIET_OPTION = typer.Option(False, "--quiet", "-q", help="No progress bar.")
+BACKEND_URL_OPTION = typer.Option(
+    [], "--backend-url", metavar="[NAME=]URL",
+    help="Endpoint of the spec's model backend (NAME=URL for one of several; repeatable). "
+    "Default: $MEDREWARD_<NAME>_BASE_URL, else the spec's base_url.",
+)  # fmt: skip
+CACHE_OPTION = typer.Option(
+    None, "--cache", help="Response cache of the model backends (SQLite; default: $MEDREWARD_CACHE or the user cache folder).",
+)
+NO_CACHE_OPTION = typer.Option(False, "--no-cache", help="Make every model request a call (no cache read or write).")
+STATS_JSON_OPTION = typer.Option(
+    None, "--stats-json", help="Write the run's statistics as JSON (reward, statuses, components, backends' calls and cache hits).",
+)
+
+
 @user_errors
 def score_command(
-    input: Path = typer.Argument(..., help="Rollouts: .jsonl, .jsonl.gz or .parquet (rollout format: docs/contracts.md)."),
-    spec: str = typer.Option(..., "--spec", "-s", help="Preset name (see `medreward specs`) or path to a spec TOML."),
-    output: str | None = typer.Option(None, "--output", "-o", help="Write scored records here (.jsonl/.parquet; '-' = stdout)."),
-    workers: int = typer.Option(0, "--workers", "-w", min=0, help="Worker processes (0: score in this process)."),
-    time_limit: float = typer.Option(10.0, "--time-limit", min=0.001, help="Seconds one component may spend on one sample ('inf': no limit)."),
-    isolation: Isolation | None = typer.Option(
-        None, "--isolation", case_sensitive=False,
-        help="How time limits are enforced: 'process' kills a worker that overruns (stops anything); 'thread' abandons "
-        "the call (cannot stop code that holds the GIL). Default: process when --workers > 1, else thread.",
-    ),
-    chunk_size: int = typer.Option(256, "--chunk-size", min=1, help="Records per batch."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    input: Path = INPUT_ARGUMENT,
+    spec: str = SPEC_OPTION,
+    output: str | None = OUTPUT_OPTION,
+    workers: int = WORKERS_OPTION,
+    time_limit: float = TIME_LIMIT_OPTION,
+    isolation: Isolation | None = ISOLATION_OPTION,
+    chunk_size: int = CHUNK_SIZE_OPTION,
+    quiet: bool = QUIET_OPTION,
     resume: bool = typer.Option(
         False, "--resume",
         help="Continue a killed run: keep the complete records already in the -o JSONL file, score the rest. "
         "The result is the file an uninterrupted run writes.",
     ),
-    backend_url: list[str] = typer.Option(
-        [], "--backend-url", metavar="[NAME=]URL",
-        help="Endpoint of the spec's model backend (NAME=URL for one of several; repeatable). "
-        "Default: $MEDREWARD_<NAME>_BASE_URL, else the spec's base_url.",
-    ),
-    cache: Path | None = typer.Option(
-        None, "--cache", help="Response cache of the model backends (SQLite; default: $MEDREWARD_CACHE or the user cache folder).",
-    ),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Make every model request a call (no cache read or write)."),
-    stats_json: Path | None = typer.Option(
-        None, "--stats-json", help="Write the run's statistics as JSON (reward, statuses, components, backends' calls and cache hits).",
-    ),
+    backend_url: list[str] = BACKEND_URL_OPTION,
+    cache: Path | None = CACHE_OPTION,
+    no_cache: bool = NO_CACHE_OPTION,
+    stats_json: Path | None = STATS_JSON_OPTION,
 ) -> None:
     """Score a file of rollouts with a spec and print a summary.
 
     A file that cannot be read to its end (a truncated .gz) is scored up to the damage, written,
     and then reported with exit code 2."""
+    scorer = build_scorer(spec, workers, time_limit, isolation, chunk_size, backend_url, cache, no_cache, stats_json)
+    try:
+        run_scoring(scorer, input, output, quiet=quiet, resume=resume, stats_json=stats_json)
+    finally:
+        scorer.close()
+
+
+def build_scorer(
+    spec: str, workers: int, time_limit: float, isolation: Isolation | None, chunk_size: int,
+    backend_url: list[str], cache: Path | None, no_cache: bool, stats_json: Path | None,
+) -> Scorer:  # fmt: skip
+    """The scorer the shared options describe, after the checks that must fail before any scoring."""
     if cache is not None and no_cache:
         raise InputError("--cache and --no-cache contradict each other: give one")
     if stats_json is not None:
         _check_writable(stats_json)
     loaded = load_spec(spec)
-    scorer = Scorer(
+    return Scorer(
         loaded, workers=workers, time_limit=time_limit, chunk_size=chunk_size,
         isolation=isolation.value if isolation else None,
         cache=cache, use_cache=not no_cache, backend_urls=_backend_urls(backend_url, loaded),
     )  # fmt: skip
-    try:
-        _score(scorer, input, output, quiet, resume, stats_json)
-    finally:
-        scorer.close()
 
 
-def _score(scorer: Scorer, input: Path, output: str | None, quiet: bool, resume: bool, stats_json: Path | None) -> None:
+def run_scoring(
+    scorer: Scorer,
+    input: Path,
+    output: str | None,
+    *,
+    quiet: bool,
+    stats_json: Path | None,
+    resume: bool = False,
+    selector: Selector | None = None,
+    command: str = "score",
+) -> None:
+    """Read ``input``, score it, write the records (all of them, or those ``selector`` keeps) to
+    ``output``, print the summary and write ``--stats-json``."""
     records = GuardedRecords(read_records(input))
     console = err if output == "-" else out  # stdout carries the records then
     kept = _resume(records, input, output, scorer) if resume else 0
@@ -118,11 +177,8 @@ def _score(scorer: Scorer, input: Path, output: str | None, quiet: bool, resume:
         with progress, sigterm_as_interrupt():
             task = progress.add_task("score", total=total, completed=kept)
             advance = _progress_updater(progress, task, records, estimate=total is None)
-            for record in scorer.iter_score(records, on_progress=advance):
-                if record.status is Status.ERROR and len(errors) < _SHOW_ERRORS:
-                    where = f"line {record.record['line']}: " if "line" in record.record and "raw" in record.record else ""
-                    message = record.info.get("error", "")
-                    errors.append(message if message.startswith("line ") else where + message)
+            scored = _noting_errors(scorer.iter_score(records, on_progress=advance), errors)
+            for record in selector.select(scored) if selector is not None else scored:
                 if writer is not None:
                     writer.write(record)
                 written += 1
@@ -131,16 +187,31 @@ def _score(scorer: Scorer, input: Path, output: str | None, quiet: bool, resume:
     finally:
         if writer is not None:
             writer.close()
-    _print_summary(console, scorer.spec.name, scorer.stats, errors, output, kept)
+    _print_summary(console, scorer.spec.name, scorer.stats, errors, output, kept,
+                   command=command, written=written if selector is not None else None)  # fmt: skip
+    if selector is not None:
+        for line in selector.summary_lines():
+            console.print(line, highlight=False, soft_wrap=True)
     if stats_json is not None:
-        _write_stats(stats_json, scorer, interrupted=interrupted)
+        _write_stats(stats_json, scorer, interrupted=interrupted, selection=selector.to_dict() if selector else None)
         console.print(f"wrote the run's statistics to {stats_json}")
     if interrupted:
-        console.print(f"[yellow]interrupted: {written} record(s) scored and written before the stop[/]")
+        what = "written" if selector is None else f"of the {scorer.stats.n} scored were written"
+        console.print(f"[yellow]interrupted: {written} record(s) {what} before the stop[/]")
         raise typer.Exit(130)
     if records.error is not None:
         saved = f"written to {output}" if output and output != "-" else "in the summary above"
         raise fail(f"{records.error}; the {records.count} record(s) read before it were scored and {saved}")
+
+
+def _noting_errors(scored: Iterable[ScoredRecord], errors: list[str]) -> Iterator[ScoredRecord]:
+    """Pass the scored records through, keeping the first few error messages for the summary."""
+    for record in scored:
+        if record.status is Status.ERROR and len(errors) < _SHOW_ERRORS:
+            where = f"line {record.record['line']}: " if "line" in record.record and "raw" in record.record else ""
+            message = record.info.get("error", "")
+            errors.append(message if message.startswith("line ") else where + message)
+        yield record
 
 
 def _backend_urls(values: list[str], spec: Spec) -> dict[str, str]:
@@ -178,8 +249,10 @@ def _check_writable(path: Path) -> None:
         raise InputError(f"--stats-json {str(path)!r}: folder {str(path.parent)!r} does not exist")
 
 
-def _write_stats(path: Path, scorer: Scorer, *, interrupted: bool) -> None:
+def _write_stats(path: Path, scorer: Scorer, *, interrupted: bool, selection: dict[str, Any] | None = None) -> None:
     data = {"spec": scorer.spec.name, **scorer.stats.to_dict(), "interrupted": interrupted}
+    if selection is not None:
+        data["selection"] = selection
     try:
         path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     except (OSError, ValueError) as exc:
@@ -232,9 +305,11 @@ def _backends_table(stats: RunStats) -> Table:
 
 
 def _print_summary(
-    console, spec_name: str, stats: RunStats, errors: list[str], output: str | None, resumed: int = 0
-) -> None:
-    table = Table(title=f"medreward score · spec {spec_name} · {stats.n} records in {stats.seconds:.2f} s")
+    console, spec_name: str, stats: RunStats, errors: list[str], output: str | None, resumed: int = 0,
+    *, command: str = "score", written: int | None = None,
+) -> None:  # fmt: skip
+    """The run's table; ``written`` is set when a selector wrote only some of the scored records."""
+    table = Table(title=f"medreward {command} · spec {spec_name} · {stats.n} records in {stats.seconds:.2f} s")
     table.add_column("")
     table.add_column("mean", justify="right")
     table.add_column("ok / n/a / error / timeout", justify="right")
@@ -267,5 +342,7 @@ def _print_summary(
         console.print("[dim]scores were not saved: add -o FILE.jsonl to keep them[/]")
     elif resumed:
         console.print(f"resumed after the {resumed} records already in {output}; wrote {stats.n} more scored records")
+    elif output != "-" and written is not None:
+        console.print(f"wrote {written} of the {stats.n} scored records to {output}")
     elif output != "-":
         console.print(f"wrote {stats.n} scored records to {output}")
