@@ -27,6 +27,7 @@ CONFIGS = {
     "multilabel": ({"vocabulary": "toxicology", "field": "substances"}, {"substances": ["opioids", "ethanol"]}),
     "numeric": ({"rel_tol": 0.05}, {"value": 12.5, "unit": "mg/dL"}),
     "icd_codes": ({}, {"codes": ["E11.9", "I10"]}),
+    "entities": ({"vocabulary": "toxicology"}, {"entities": ["aspirin", "opioids"]}),
     "ranking": ({"ids": "nct", "k": 3}, {"relevant": {"NCT01234567": 2, "NCT07654321": 1}}),
     "criteria_match": ({"metric": "macro_f1"}, {"criteria": {"C1": "met", "C2": "not_met"}, "evidence": [1, 4]}),
     "iou": ({}, {"box": [0, 0, 10, 10]}),
@@ -44,7 +45,7 @@ FUZZ = settings(deadline=None, max_examples=60, suppress_health_check=[HealthChe
 # model-like output: tags, letters, numbers, labels, codes and boxes mixed with any characters
 PIECES = st.sampled_from([
     "<think>", "</think>", "<answer>", "</answer>", "C", "(B)", "**A**", "12.5 mg/dL", "1,234", "≈ 3e-1",
-    "opioids, ethanol", "Percocet", "none", "E11.9", "I10", "[0, 0, 10, 10]", "entail", " and ", "\n", "- ",
+    "opioids, ethanol", "Percocet", "none", "E11.9", "I10", "[0, 0, 10, 10]", "entail", " and ", "\n", "- ", "no aspirin", "Tylenol 5 mg", " denies ",
     "NCT01234567", "1. ", "PMID: 31452104", "C1: met", "C2: not met", '{"C1": "unknown"}', "Evidence: 4",
 ])  # fmt: skip
 TEXT = st.lists(st.one_of(PIECES, st.text(st.characters(exclude_categories=()), max_size=12)), max_size=12).map("".join)

@@ -188,6 +188,7 @@ _BUILTIN_MODULES = (
     "multilabel",
     "numeric",
     "icd_codes",
+    "entities",
     "ranking",
     "criteria_match",
     "iou",
