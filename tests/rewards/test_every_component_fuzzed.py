@@ -37,6 +37,7 @@ CONFIGS = {
     "pairwise": ({"against": "reference"}, {"answer": "aspirin"}),
     "self_rubric": ({}, {}),
     "text_overlap": ({"metric": "f1"}, {"answer": ["aspirin 81 mg daily", "阳性"]}),
+    "readability": ({"target_grade": [4, 8]}, {}),
 }
 # kinds that need a prompt to apply (self_rubric writes its rubric from it)
 PROMPTS = {"self_rubric": "What should I do about crushing chest pain?"}

@@ -198,6 +198,7 @@ _BUILTIN_MODULES = (
     "self_rubric",
     "semantic",
     "text_overlap",
+    "readability",
 )
 _COMPONENTS: Registry[str, type[RewardComponent]] = Registry(
     "component kind",
