@@ -199,6 +199,7 @@ _BUILTIN_MODULES = (
     "semantic",
     "text_overlap",
     "readability",
+    "likelihood",
 )
 _COMPONENTS: Registry[str, type[RewardComponent]] = Registry(
     "component kind",
