@@ -189,6 +189,7 @@ _BUILTIN_MODULES = (
     "numeric",
     "icd_codes",
     "entities",
+    "coverage",
     "ranking",
     "criteria_match",
     "iou",
