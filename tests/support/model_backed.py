@@ -117,3 +117,21 @@ class YesJudge(RewardComponent):
             value = 1.0 if response.text == "YES" else 0.0
             out.append(ComponentScore.ok(value, model=response.model, pid=os.getpid(), backend=self.params.backend))
         return out
+
+
+class GroupSizeSeen(RewardComponent):
+    """The number of members of the record's GRPO group in the same batch (a component that, like
+    ``pairwise``, compares a group's members: the runner must keep groups whole)."""
+
+    kind = "test.group_size_seen"
+    range = (0.0, 1000.0)
+
+    @property
+    def needs_whole_groups(self) -> bool:
+        return True
+
+    def score_batch(self, rollouts):
+        sizes: dict[str, int] = {}
+        for r in rollouts:
+            sizes[r.group_key] = sizes.get(r.group_key, 0) + 1
+        return [ComponentScore.ok(float(sizes[r.group_key])) for r in rollouts]

@@ -108,6 +108,13 @@ class RewardComponent:
     def output_range(self) -> tuple[float, float]:
         return self.range
 
+    @property
+    def needs_whole_groups(self) -> bool:
+        """Whether a score depends on the other members of the record's GRPO group in the batch
+        (``pairwise``): the runner then never cuts a run of consecutive group members between
+        batches. Default False."""
+        return False
+
     def reference_keys(self) -> tuple[str, ...]:
         """The reference keys this component reads, the primary one first, as its parameters
         name them (defaults included). Trainer adapters look for dataset columns by these names,
@@ -138,6 +145,21 @@ class RewardComponent:
 
     def score_one(self, rollout: Rollout) -> ComponentScore:
         raise NotImplementedError(f"{type(self).__name__} implements neither score_one nor score_batch")
+
+    # -- metrics of a whole run ------------------------------------------------------------------
+    def batch_metrics(self, infos: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+        """Metrics that only a whole run defines (a multiclass AUC, a balanced accuracy), from the
+        ``info`` of every sample this component scored ``ok``, in input order. The
+        :class:`~medreward.runner.Scorer` collects those infos only for components that override
+        this method, calls it at the end of each ``iter_score``/``score`` call, and reports the
+        result in ``Scorer.stats.batch_metrics[name]`` (the ``medreward score`` summary and
+        ``--stats-json``). ``None`` marks a metric the run leaves undefined. Default: none."""
+        return {}
+
+    @property
+    def has_batch_metrics(self) -> bool:
+        """Whether this component defines :meth:`batch_metrics` (the runner then keeps its infos)."""
+        return type(self).batch_metrics is not RewardComponent.batch_metrics
 
     def __call__(
         self,
@@ -190,6 +212,7 @@ _BUILTIN_MODULES = (
     "icd_codes",
     "entities",
     "coverage",
+    "grounding",
     "ranking",
     "criteria_match",
     "iou",
@@ -198,8 +221,10 @@ _BUILTIN_MODULES = (
     "pairwise",
     "self_rubric",
     "semantic",
+    "reward_model",
     "text_overlap",
     "readability",
+    "error_correction",
     "likelihood",
 )
 _COMPONENTS: Registry[str, type[RewardComponent]] = Registry(

@@ -158,7 +158,8 @@ class Pairwise(ModelComponent):
     orders answered; a failed one is left out of both completions' aggregates
     (``info["failed_comparisons"]``); a completion all of whose comparisons failed is ``error``
     (``timeout`` when all timed out). A group of one is ``not_applicable``. Only the records of
-    one batch (one chunk) are compared: keep a GRPO group in one batch.
+    one batch are compared: the runner keeps a run of consecutive members of a group in one batch
+    (:attr:`needs_whole_groups`), so write a group's records next to each other.
     """
 
     kind = "pairwise"
@@ -182,6 +183,10 @@ class Pairwise(ModelComponent):
             if self.against == "reference" and self.opponents is not None:
                 raise ValueError("opponents applies to against = 'group' only")
             return self
+
+    @property
+    def needs_whole_groups(self) -> bool:
+        return self.params.against == "group"
 
     def reference_keys(self) -> tuple[str, ...]:
         return (self.params.field,) if self.params.against == "reference" else ()

@@ -33,6 +33,7 @@ What each isolation mode can stop (``Scorer(isolation=...)``):
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import marshal
 import math
@@ -156,7 +157,11 @@ class Scorer:
     # -- public API ----------------------------------------------------------------------
     def new_stats(self) -> RunStats:
         """Empty statistics for this scorer's spec (its components and backends)."""
-        return RunStats.empty(self.spec.component_names, self._backends.names if self._backends is not None else ())
+        return RunStats.empty(
+            self.spec.component_names,
+            self._backends.names if self._backends is not None else (),
+            observe=tuple(c.name for c in self.components if c.has_batch_metrics),
+        )
 
     def sibling(self) -> Scorer:
         """A scorer for another thread: the same spec and limits, its own components, and this
@@ -207,11 +212,14 @@ class Scorer:
         try:
             if self.spec.aggregate == "normalize_then_sum":
                 chunks: Iterable[list[Any]] = [list(records)]
+            elif any(c.needs_whole_groups for c in self.components):
+                chunks = _group_chunks(records, self.chunk_size)
             else:
                 chunks = _chunks(records, self.chunk_size)
             if self.workers > 1 or self.isolation == "process":
                 for batch in self._score_in_workers(chunks):
                     _warn_not_applicable(batch)
+                    self.stats.observe(batch)
                     yield from batch
                     if on_progress:
                         on_progress(len(batch))
@@ -219,11 +227,26 @@ class Scorer:
                 for chunk in chunks:
                     batch = self.score_chunk(chunk)
                     _warn_not_applicable(batch)
+                    self.stats.observe(batch)
                     yield from batch
                     if on_progress:
                         on_progress(len(batch))
         finally:
             self.stats.seconds += time.perf_counter() - started
+            self._batch_metrics()
+
+    def _batch_metrics(self) -> None:
+        """Each observing component's run-level metrics over the infos kept so far (a failure is
+        logged and leaves that component's metrics out: scores are never lost to them)."""
+        for component in self.components:
+            seen = self.stats.observations.get(component.name)
+            if seen is None:
+                continue
+            try:
+                self.stats.batch_metrics[component.name] = component.batch_metrics(seen)
+            except Exception as exc:  # noqa: BLE001 - a metric must not fail the run
+                log.warning("component %r: run-level metrics failed: %s", component.name, exc)
+                self.stats.batch_metrics.pop(component.name, None)
 
     def score_chunk(self, items: Sequence[Rollout | Mapping[str, Any] | BadRecord]) -> list[ScoredRecord]:
         """Score one batch in this process, updating :attr:`stats`."""
@@ -588,6 +611,45 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
         yield chunk
+
+
+#: a chunk grows past ``chunk_size`` to keep a group whole, up to this many times ``chunk_size``
+_GROUP_SLACK = 8
+
+
+def _group_chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Chunks of about ``size`` items that never cut a run of consecutive items of one GRPO group
+    (same ``group`` field, else same prompt): components that compare a group's members
+    (``pairwise``) see the whole group. A group longer than ``_GROUP_SLACK × size`` is cut, with a
+    warning; members of one group that are not consecutive in the input are scored apart."""
+    chunk: list[Any] = []
+    last: Any = None
+    for item in items:
+        key = _group_of(item)
+        if len(chunk) >= size and (key is None or key != last or len(chunk) >= _GROUP_SLACK * size):
+            if key is not None and key == last:
+                log.warning("a group of more than %d consecutive records was split between batches", len(chunk))
+            yield chunk
+            chunk = []
+        chunk.append(item)
+        last = key
+    if chunk:
+        yield chunk
+
+
+def _group_of(item: Any) -> Any:
+    """The group key of a record as read (Rollout or mapping), without validating it."""
+    if isinstance(item, Rollout):
+        return item.group_key
+    if isinstance(item, Mapping):
+        group = item.get("group")
+        if group is not None:
+            return ("group", str(group))
+        try:
+            return ("prompt", json.dumps(item.get("prompt"), sort_keys=True, ensure_ascii=False, default=str))
+        except (TypeError, ValueError):
+            return None
+    return None
 
 
 def score(
