@@ -39,6 +39,7 @@ CONFIGS = {
     "self_rubric": ({}, {}),
     "text_overlap": ({"metric": "f1"}, {"answer": ["aspirin 81 mg daily", "阳性"]}),
     "readability": ({"target_grade": [4, 8]}, {}),
+    "error_correction": ({}, {"has_error": True, "sentence_id": 3, "corrected": "Start aspirin 81 mg daily."}),
 }
 # kinds that need a prompt to apply (self_rubric writes its rubric from it)
 PROMPTS = {"self_rubric": "What should I do about crushing chest pain?"}
@@ -49,6 +50,7 @@ PIECES = st.sampled_from([
     "<think>", "</think>", "<answer>", "</answer>", "C", "(B)", "**A**", "12.5 mg/dL", "1,234", "≈ 3e-1",
     "opioids, ethanol", "Percocet", "none", "E11.9", "I10", "[0, 0, 10, 10]", "entail", " and ", "\n", "- ", "no aspirin", "Tylenol 5 mg", " denies ",
     "NCT01234567", "1. ", "PMID: 31452104", "C1: met", "C2: not met", '{"C1": "unknown"}', "Evidence: 4",
+    "t-1 1 3 ", "Error: yes", "Sentence: 3", "Correction: ", '{"has_error": true}', "阳性", "阴性",
 ])  # fmt: skip
 TEXT = st.lists(st.one_of(PIECES, st.text(st.characters(exclude_categories=()), max_size=12)), max_size=12).map("".join)
 
