@@ -29,6 +29,7 @@ CONFIGS = {
     "icd_codes": ({}, {"codes": ["E11.9", "I10"]}),
     "entities": ({"vocabulary": "toxicology"}, {"entities": ["aspirin", "opioids"]}),
     "coverage": ({}, {"key_points": [["beta blocker", "metoprolol"], "aspirin", "no antibiotics"]}),
+    "grounding": ({}, {"context": "On warfarin 5 mg daily; E11.9; Tylenol 500 mg; 12.5 mg/dL"}),
     "ranking": ({"ids": "nct", "k": 3}, {"relevant": {"NCT01234567": 2, "NCT07654321": 1}}),
     "criteria_match": ({"metric": "macro_f1"}, {"criteria": {"C1": "met", "C2": "not_met"}, "evidence": [1, 4]}),
     "iou": ({}, {"box": [0, 0, 10, 10]}),

@@ -213,6 +213,7 @@ _BUILTIN_MODULES = (
     "entities",
     "coverage",
     "grounding",
+    "grounding",
     "ranking",
     "criteria_match",
     "iou",
