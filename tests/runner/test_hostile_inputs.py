@@ -16,7 +16,7 @@ from medreward import Scorer, Status
 from medreward.compose.spec import list_presets, load_spec
 from medreward.io.writers import open_writer
 
-from keyword_judge import build_keyword_judge
+from local_or_keyword import build_local_or_keyword
 
 LIMIT = 20.0  # seconds per component and sample; the parsers are linear, so none should come close
 MB = 1_000_000
@@ -30,13 +30,16 @@ GOOD = {
     # model-judged presets: an in-process keyword judge (tests/support/keyword_judge.py) stands in for the server
     "healthbench": ("Call emergency services now.", {"rubric": [{"criterion": 'Says "emergency services"', "points": 5}]}),
     "medix": ("<think>miosis, apnoea</think><answer>opioids</answer>", {"answer": "opioids"}),
+    # and a local embedding model (MiniLM) for its semantic term
+    "medix_semantic": ("<think>miosis, apnoea</think><answer>opioids</answer>", {"answer": "opioids"}),
 }
 
 
 def scorer_for(preset: str, **options) -> Scorer:
-    """A scorer for ``preset``; presets that call a judge get the keyword judge and no response cache."""
+    """A scorer for ``preset``; presets that call a judge get the keyword judge (local models stay
+    real) and no response cache."""
     if load_spec(preset).backends:
-        options.update(backend_factory=build_keyword_judge, use_cache=False)
+        options.update(backend_factory=build_local_or_keyword, use_cache=False)
     return Scorer(preset, **options)
 
 HOSTILE = {

@@ -61,9 +61,15 @@ def rescale(cosine: float, floor: float = 0.0, threshold: float | None = None) -
     return min(1.0, max(0.0, (cosine - floor) / (1.0 - floor)))
 
 
+#: decimals a cosine is rounded to: float32 embeddings hold about 7 significant digits, and the last
+#: ones change with the padding of the batch a text was embedded in; rounding keeps a score
+#: independent of which other texts shared the forward pass
+COSINE_DECIMALS = 6
+
+
 def _dot(a: Sequence[float], b: Sequence[float]) -> float:
     # both unit vectors: the dot product is the cosine; clamp float noise (|a·a| may be 1 + 1e-7)
-    return max(-1.0, min(1.0, math.fsum(x * y for x, y in zip(a, b))))
+    return round(max(-1.0, min(1.0, math.fsum(x * y for x, y in zip(a, b)))), COSINE_DECIMALS)
 
 
 @register
@@ -74,7 +80,9 @@ class Semantic(ModelComponent):
     answers (``reference.answer`` is a string, or a list of strings: the best match counts), with
     :math:`e` a unit-normalised sentence embedding; the reward is
     :math:`\mathrm{clip}((c - \text{floor}) / (1 - \text{floor}), 0, 1)`, or, with ``threshold`` set,
-    :math:`\mathbb{1}[c \ge \text{threshold}]`.
+    :math:`\mathbb{1}[c \ge \text{threshold}]`. The cosine is rounded to 6 decimals (float32 embeddings
+    hold no more, and the last digits vary with the batch's padding), and an answer identical to a
+    reference (after stripping spaces) has cosine 1.
 
     Sources: MediX-R1's embedding accuracy term (``acc_embed`` in
     mbzuai-oryx/MediX-R1 ``training/examples/reward_function/medical.py``: 1 iff the cosine of
@@ -111,8 +119,8 @@ class Semantic(ModelComponent):
     ...         return out
     >>> semantic = Semantic(backend="embed", floor=0.5)
     >>> semantic.bind_backends({"embed": Letters()})
-    >>> semantic(["aa", "ab", "bb", ""], [{"answer": "a"}] * 4)  # cos 1, 0.707, 0; empty answer
-    [1.0, 0.4142135623730949, 0.0, 0.0]
+    >>> [round(v, 6) for v in semantic(["aa", "ab", "bb", ""], [{"answer": "a"}] * 4)]  # cos 1, 0.707107, 0; empty
+    [1.0, 0.414214, 0.0, 0.0]
     """
 
     kind = "semantic"
@@ -220,7 +228,8 @@ class Semantic(ModelComponent):
         if failure is not None:
             return self.outcome_error(Outcome(failure=failure), info)  # type: ignore[return-value]
         vector = responses[0].vector  # type: ignore[union-attr]
-        cosines = [_dot(vector, r.vector) for r in responses[1:]]  # type: ignore[union-attr]
+        # the answer's own text as a reference is an exact match: cosine 1 by definition, not 1 - 1e-7
+        cosines = [1.0 if r == answer else _dot(vector, embedded[r].vector) for r in references]  # type: ignore[union-attr]
         best = max(range(len(cosines)), key=cosines.__getitem__)
         info["cosine"] = cosines[best]
         if len(cosines) > 1:
@@ -257,10 +266,16 @@ class CollapseReport:
     ``floor`` (a wrong answer that earns a reward when the other is the reference);
     ``wrong_reward_mean``: the mean reward such a wrong answer gets under the floor/threshold;
     ``paraphrase_mean`` / ``paraphrase_min``: the cosine of paraphrase pairs (same meaning);
-    ``gap`` = paraphrase_mean − different_mean; ``overlap``: the share of different-answer pairs at
-    least as similar as the least similar paraphrase pair (indistinguishable from a right answer);
-    ``verdict``: ``collapsed`` when gap < ``collapse_gap``, ``weak`` when gap < ``weak_gap`` or
-    overlap > 0.1, else ``ok``."""
+    ``right_reward_mean``: the mean reward of a paraphrase (a right answer in other words);
+    ``reward_ratio`` = wrong_reward_mean / right_reward_mean (how much of a right answer's reward a wrong
+    one earns); ``gap`` = paraphrase_mean − different_mean; ``overlap``: the share of different-answer
+    pairs at least as similar as the least similar paraphrase pair (indistinguishable from a right
+    answer); ``suggested_floor``: the 90th percentile of the different answers' cosines (rounded down
+    to 0.05), a floor under which nine wrong answers in ten earn nothing.
+
+    ``verdict`` (heuristic thresholds, arguments of :func:`collapse_report`): ``collapsed`` when
+    gap < ``collapse_gap`` or reward_ratio ≥ ``collapse_ratio``; ``weak`` when gap < ``weak_gap``,
+    reward_ratio ≥ ``weak_ratio`` or overlap > 0.1; else ``ok``."""
 
     model: str
     answers: int
@@ -273,6 +288,9 @@ class CollapseReport:
     threshold: float | None
     above_floor: float
     wrong_reward_mean: float
+    right_reward_mean: float
+    reward_ratio: float
+    suggested_floor: float
     paraphrase_pairs: int
     paraphrase_source: str
     paraphrase_mean: float
@@ -313,6 +331,8 @@ def collapse_report(
     max_answers: int = 400,
     collapse_gap: float = 0.1,
     weak_gap: float = 0.25,
+    collapse_ratio: float = 0.75,
+    weak_ratio: float = 0.4,
     seed: int = 0,
 ) -> CollapseReport:
     """Embed semantically different reference answers and report how similar they look (ARMed's
@@ -323,8 +343,8 @@ def collapse_report(
     threshold are used unless given). ``answers``: reference answers, taken as different from each other
     (repeats, compared case- and space-insensitively, are dropped); at most ``max_answers`` of them,
     a seeded sample, so the pairs stay few. ``paraphrases``: pairs of texts with the same meaning
-    (default :data:`PARAPHRASES`). Thresholds of the verdict: ``collapse_gap`` and ``weak_gap``
-    (heuristics; see :class:`CollapseReport`).
+    (default :data:`PARAPHRASES`). Thresholds of the verdict: ``collapse_gap``, ``weak_gap``,
+    ``collapse_ratio`` and ``weak_ratio`` (heuristics; see :class:`CollapseReport`).
 
     Raises:
         ValueError: fewer than two distinct answers, or no paraphrase pair.
@@ -360,21 +380,26 @@ def collapse_report(
     overlap = sum(c >= p_min for c in cos) / len(cos)
     above = sum(c > (threshold if threshold is not None else floor) for c in cos) / len(cos)
     wrong = math.fsum(rescale(c, floor, threshold) for c in cos) / len(cos)
-    if gap < collapse_gap:
+    right = math.fsum(rescale(c, floor, threshold) for c in p_cos) / len(p_cos)
+    ratio = wrong / right if right > 0 else (1.0 if wrong > 0 else 0.0)
+    ranked = sorted(cos)
+    suggested = math.floor(ranked[min(len(ranked) - 1, int(0.9 * len(ranked)))] * 20) / 20
+    summary = (
+        f"different answers: mean cosine {mean:.3f}, paraphrases {p_mean:.3f}; a wrong answer earns {wrong:.3f} "
+        f"on average, {ratio:.0%} of a right one's {right:.3f}"
+    )
+    if gap < collapse_gap or ratio >= collapse_ratio:
         verdict: Verdict = "collapsed"
         message = (
-            f"different answers are about as similar (mean {mean:.3f}) as paraphrases ({p_mean:.3f}): this embedding "
-            "cannot tell a wrong answer from a right one here; use a domain embedding model, a judge, or a threshold"
+            f"{summary}: this embedding cannot tell a wrong answer from a right one here; use a domain "
+            f"embedding model, a judge, or a floor near {suggested:g}"
         )
-    elif gap < weak_gap or overlap > 0.1:
+    elif gap < weak_gap or ratio >= weak_ratio or overlap > 0.1:
         verdict = "weak"
-        message = (
-            f"paraphrases ({p_mean:.3f}) are only somewhat more similar than different answers (mean {mean:.3f}); "
-            f"{overlap:.0%} of different pairs reach the least similar paraphrase: raise the floor or add a judge"
-        )
+        message = f"{summary}; {overlap:.0%} of different pairs reach the least similar paraphrase: raise the floor (e.g. {suggested:g}) or add a judge"
     else:
         verdict = "ok"
-        message = f"paraphrases ({p_mean:.3f}) are clearly more similar than different answers (mean {mean:.3f})"
+        message = f"{summary}: the embedding separates these answers"
     top = sorted(range(len(cos)), key=lambda k: -cos[k])[:5]
     return CollapseReport(
         model=str(getattr(backend, "model", "")),
@@ -388,6 +413,9 @@ def collapse_report(
         threshold=threshold,
         above_floor=above,
         wrong_reward_mean=wrong,
+        right_reward_mean=right,
+        reward_ratio=ratio,
+        suggested_floor=suggested,
         paraphrase_pairs=len(p_cos),
         paraphrase_source="given" if paraphrases is not None else "built-in clinical pairs",
         paraphrase_mean=p_mean,
