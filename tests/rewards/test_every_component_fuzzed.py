@@ -32,6 +32,8 @@ CONFIGS = {
     "grounding": ({}, {"context": "On warfarin 5 mg daily; E11.9; Tylenol 500 mg; 12.5 mg/dL"}),
     "ranking": ({"ids": "nct", "k": 3}, {"relevant": {"NCT01234567": 2, "NCT07654321": 1}}),
     "criteria_match": ({"metric": "macro_f1"}, {"criteria": {"C1": "met", "C2": "not_met"}, "evidence": [1, 4]}),
+    # invalid = "zero": the default makes negative/NaN probabilities an error, which this test forbids
+    "forecast": ({"classes": ["CN", "MCI", "AD"], "invalid": "zero"}, {"label": "MCI"}),
     "iou": ({}, {"box": [0, 0, 10, 10]}),
     "judge": ({}, {"answer": "aspirin"}),
     "rubric": ({}, {"rubric": [{"criterion": "Advises ER", "points": 5}, {"criterion": "Is rude", "points": -2}]}),
@@ -51,6 +53,7 @@ PIECES = st.sampled_from([
     "<think>", "</think>", "<answer>", "</answer>", "C", "(B)", "**A**", "12.5 mg/dL", "1,234", "≈ 3e-1",
     "opioids, ethanol", "Percocet", "none", "E11.9", "I10", "[0, 0, 10, 10]", "entail", " and ", "\n", "- ", "no aspirin", "Tylenol 5 mg", " denies ",
     "NCT01234567", "1. ", "PMID: 31452104", "C1: met", "C2: not met", '{"C1": "unknown"}', "Evidence: 4",
+    "CN: 0.2", "MCI: 50%", '{"AD": 0.3}', "AD: -1",
     "t-1 1 3 ", "Error: yes", "Sentence: 3", "Correction: ", '{"has_error": true}', "阳性", "阴性",
 ])  # fmt: skip
 TEXT = st.lists(st.one_of(PIECES, st.text(st.characters(exclude_categories=()), max_size=12)), max_size=12).map("".join)

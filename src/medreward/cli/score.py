@@ -327,6 +327,8 @@ def _print_summary(
             _fmt(comp.us_per_sample, 1),
         )
     console.print(table)
+    for line in stats.batch_metric_lines():  # run-level metrics (e.g. forecast mAUC, BCA)
+        console.print(line, highlight=False)
     if stats.backends:
         console.print(_backends_table(stats))
     slowest = stats.slowest_component

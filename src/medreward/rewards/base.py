@@ -216,6 +216,7 @@ _BUILTIN_MODULES = (
     "grounding",
     "ranking",
     "criteria_match",
+    "forecast",
     "iou",
     "judge",
     "rubric",

@@ -59,11 +59,21 @@ class RunStats:
     restarted_workers: int = 0  # worker processes replaced after a death or a deadline
     #: per declared backend (``{}`` for a spec without backends), merged over threads and processes
     backends: dict[str, BackendStats] = field(default_factory=dict)
+    #: the ``info`` of every ``ok`` sample of each component with run-level metrics
+    #: (``RewardComponent.batch_metrics``), in input order; held until the run ends
+    observations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: component name -> its run-level metrics (None: undefined), set when a Scorer call ends
+    batch_metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     @classmethod
-    def empty(cls, names: tuple[str, ...], backends: tuple[str, ...] = ()) -> RunStats:
-        """Zero statistics for these component names and backend names."""
-        return cls({n: ComponentStats(n) for n in names}, backends={b: BackendStats() for b in backends})
+    def empty(cls, names: tuple[str, ...], backends: tuple[str, ...] = (), observe: tuple[str, ...] = ()) -> RunStats:
+        """Zero statistics for these component names and backend names; ``observe`` names the
+        components whose ``ok`` infos are kept for run-level metrics."""
+        return cls(
+            {n: ComponentStats(n) for n in names},
+            backends={b: BackendStats() for b in backends},
+            observations={n: [] for n in observe},
+        )
 
     @property
     def n(self) -> int:
@@ -101,6 +111,23 @@ class RunStats:
         self.reward_sq += squares
         self.statuses.update(record.status.value for record in records)
 
+    def observe(self, records: list[ScoredRecord]) -> None:
+        """Keep the info of each observed component's ``ok`` samples (a value in ``components``)."""
+        for name, seen in self.observations.items():
+            for record in records:
+                if record.components.get(name) is not None:
+                    info = record.info.get(name)
+                    if isinstance(info, dict):
+                        seen.append(info)
+
+    def batch_metric_lines(self) -> list[str]:
+        """One summary line per component with run-level metrics: ``name: metric value, …``."""
+        return [
+            f"{name} over the run: " + ", ".join(f"{k} {'—' if v is None else f'{v:.4g}'}" for k, v in metrics.items())
+            for name, metrics in self.batch_metrics.items()
+            if metrics
+        ]
+
     def merge(self, other: RunStats) -> None:
         for name, comp in other.components.items():
             self.components.setdefault(name, ComponentStats(name)).merge(comp)
@@ -110,6 +137,8 @@ class RunStats:
         self.abandoned_threads += other.abandoned_threads
         self.restarted_workers += other.restarted_workers
         self.merge_backends(other.backends)
+        for name, seen in other.observations.items():
+            self.observations.setdefault(name, []).extend(seen)
 
     def merge_backends(self, backends: dict[str, BackendStats]) -> None:
         """Add backend accounting (a batch's increments, or another run's totals)."""
@@ -134,4 +163,5 @@ class RunStats:
             "abandoned_threads": self.abandoned_threads,
             "restarted_workers": self.restarted_workers,
             "backends": {name: b.summary() for name, b in self.backends.items()},
+            "batch_metrics": self.batch_metrics,
         }
