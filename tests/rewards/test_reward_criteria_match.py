@@ -120,3 +120,29 @@ def test_bad_reference_names_the_field(reference, message):
 def test_bad_params_fail_at_load():
     with pytest.raises(SpecError, match="criteria_match.params.metric"):
         CriteriaMatch(metric="f1")
+
+
+def test_through_medreward_score(tmp_path):
+    import json
+
+    from cli_runner import run_all
+
+    ref = {"criteria": [{"id": "I1", "label": "met", "evidence": [2]}, {"id": "E1", "label": "not_met"}]}
+    rows = [
+        {"id": "a", "completion": '<answer>{"I1": {"label": "met", "evidence": [2]}, "E1": "not met"}</answer>', "reference": ref},
+        {"id": "b", "completion": "<answer>I1: met</answer>", "reference": ref},
+        {"id": "c", "completion": "<answer>I1: met</answer>", "reference": {"criteria": {"I1": "probably"}}},
+    ]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (tmp_path / "spec.toml").write_text(
+        'name = "prism"\n[[components]]\nname = "labels"\nkind = "criteria_match"\nweight = 0.7\n'
+        '[[components]]\nname = "evidence"\nkind = "criteria_match"\nweight = 0.3\nparams = { metric = "evidence_f1" }\n',
+        encoding="utf-8",
+    )
+    run = run_all({"r": ("score", "in.jsonl", "-s", "spec.toml", "-q", "-o", "out.jsonl")}, tmp_path)["r"]
+    assert run.returncode == 0, run.stderr
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in out] == ["ok", "ok", "error"]
+    assert out[0]["reward"] == pytest.approx(1.0)
+    assert out[1]["components"] == {"labels": 0.5, "evidence": 0.0} and out[1]["reward"] == pytest.approx(0.35)
+    assert "label 'probably' is not one of met, not_met, unknown" in out[2]["info"]["error"]

@@ -157,3 +157,27 @@ def test_bad_params_fail_at_load():
         Ranking(k=0)
     with pytest.raises(SpecError, match="ranking.params.metric"):
         Ranking(metric="map")
+
+
+def test_through_medreward_score(tmp_path):
+    import json
+
+    from cli_runner import run_all
+
+    rows = [
+        {"id": "a", "completion": "<answer>1. NCT00000001\n2. NCT00000009</answer>", "reference": {"relevant": ["NCT00000001"]}},
+        {"id": "b", "completion": "<answer>nothing</answer>", "reference": {"relevant": ["NCT00000001"]}},
+        {"id": "c", "completion": "<answer>NCT00000001</answer>", "reference": {"relevant": ["NCT1"]}},
+        {"id": "d", "completion": "<answer>NCT00000001</answer>", "reference": {}},
+    ]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (tmp_path / "spec.toml").write_text(
+        'name = "trials"\n[[components]]\nname = "rank"\nkind = "ranking"\nparams = { ids = "nct", metric = "mrr", k = 5 }\n',
+        encoding="utf-8",
+    )
+    run = run_all({"r": ("score", "in.jsonl", "-s", "spec.toml", "-q", "-o", "out.jsonl")}, tmp_path)["r"]
+    assert run.returncode == 0, run.stderr
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in out] == ["ok", "ok", "error", "not_applicable"]
+    assert [r["reward"] for r in out[:2]] == [1.0, 0.0] and out[0]["info"]["rank"]["found"] == ["NCT00000001"]
+    assert "reference.relevant: 'NCT1' is not a nct id" in out[2]["info"]["error"]
