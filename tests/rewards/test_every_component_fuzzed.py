@@ -30,6 +30,7 @@ CONFIGS = {
     "entities": ({"vocabulary": "toxicology"}, {"entities": ["aspirin", "opioids"]}),
     "coverage": ({}, {"key_points": [["beta blocker", "metoprolol"], "aspirin", "no antibiotics"]}),
     "grounding": ({}, {"context": "On warfarin 5 mg daily; E11.9; Tylenol 500 mg; 12.5 mg/dL"}),
+    "consistency": ({"compare": "labels", "vocabulary": "toxicology"}, {}),
     "ranking": ({"ids": "nct", "k": 3}, {"relevant": {"NCT01234567": 2, "NCT07654321": 1}}),
     "criteria_match": ({"metric": "macro_f1"}, {"criteria": {"C1": "met", "C2": "not_met"}, "evidence": [1, 4]}),
     # invalid = "zero": the default makes negative/NaN probabilities an error, which this test forbids

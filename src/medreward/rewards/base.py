@@ -213,7 +213,7 @@ _BUILTIN_MODULES = (
     "entities",
     "coverage",
     "grounding",
-    "grounding",
+    "consistency",
     "ranking",
     "criteria_match",
     "forecast",
