@@ -181,3 +181,9 @@ def test_through_medreward_score(tmp_path):
     assert [r["status"] for r in out] == ["ok", "ok", "error", "not_applicable"]
     assert [r["reward"] for r in out[:2]] == [1.0, 0.0] and out[0]["info"]["rank"]["found"] == ["NCT00000001"]
     assert "reference.relevant: 'NCT1' is not a nct id" in out[2]["info"]["error"]
+
+
+def test_reference_strings_split_at_blanks_unless_a_pattern_is_used():
+    assert score(Ranking(ids="icd10", metric="recall"), "<answer>E11.9</answer>", {"relevant": "E11.9 N18.3"}).value == 0.5
+    comp = Ranking(id_pattern=r"[A-Z][a-z]+ [0-9]+", metric="recall")
+    assert score(comp, "<answer>Study 4, Study 9</answer>", {"relevant": "Study 4; Study 7"}).value == 0.5

@@ -100,11 +100,13 @@ class Ranking(RewardComponent):
 
     Formulas: :func:`ranking_metrics` (recall/precision@k; nDCG@k after Järvelin &
     Kekäläinen, ACM TOIS 2002, exponential gain :math:`2^{rel}-1` by default; MRR; sensitivity
-    at a budget). Sources: trial retrieval and evidence screening (Panacea, arXiv 2407.11007:
-    trial search and screening; Quicker, evidence screening for clinical guidelines) report
-    recall/precision/nDCG at a cut-off and the sensitivity a screener reaches within a
-    budget; automated ICD coding reports top-k recall of a ranked code list (e.g. recall@10 in
-    the MIMIC coding literature: set ``ids = "icd10"``, ``metric = "recall"``, ``k = 10``).
+    at a budget). Sources: the standard IR measures (trec_eval) as used by clinical-trial
+    retrieval and evidence screening systems (Panacea, arXiv 2407.11007: trial search and
+    screening; Quicker: evidence screening for clinical decision support) — [UNVERIFIED: which
+    cut-offs and budgets those papers report was not checked; ``k`` and ``budget`` are
+    parameters for that reason]; automated ICD coding reports top-k recall of a ranked code
+    list (recall@k in the MIMIC coding literature: set ``ids = "icd10"``, ``metric =
+    "recall"``, ``k = 10``).
 
     Reading the answer: the ``<answer>`` section (``answer_tag``; ``None`` reads the whole
     completion) is read as a ranked list by :func:`medreward.parse.ranked_ids.parse_ranked_ids`:
@@ -115,7 +117,8 @@ class Ranking(RewardComponent):
 
     Reference (``field``, default ``relevant``): a list of relevant ids (binary relevance),
     or an object ``{id: grade}`` with numeric grades ≥ 0 (graded relevance; grade 0 is
-    "judged not relevant"); a JSON string or a comma-separated string of ids is accepted too.
+    "judged not relevant"); a JSON string, or a string of ids separated by commas, semicolons or
+    blanks (commas or semicolons only with ``id_pattern``), is accepted too.
     Reference ids are normalised like the answer's (``nct01234567`` → ``NCT01234567``,
     ``E119`` → ``E11.9``). A reference without the field is ``not_applicable``, and so is one
     with no relevant id (recall is undefined); a malformed one (an id not shaped like
@@ -224,8 +227,10 @@ class Ranking(RewardComponent):
                     raw = json.loads(text)
                 except ValueError:
                     raise RecordError(f"reference.{field}: {text[:80]!r} is not valid JSON") from None
-            else:
+            elif self._pattern is not None:  # a custom id may hold blanks
                 raw = [s for s in (t.strip() for t in text.replace(";", ",").split(",")) if s]
+            else:
+                raw = text.replace(";", " ").replace(",", " ").split()
         if isinstance(raw, Mapping):
             pairs = list(raw.items())
         elif isinstance(raw, (list, tuple)):
