@@ -1,0 +1,228 @@
+"""The FastAPI app of ``medreward serve`` (:func:`create_app`).
+
+Endpoints (docs/serving.md has the full reference):
+
+* ``POST /v1/score``, ``POST /v1/score/{name}`` — rollout records in (a JSON array, or
+  ``{"records": [...]}``), ``{"records": [scored records]}`` out, in input order, one per input
+  (the record contract of docs/contracts.md: a bad record is an ``error`` record, not a failed request);
+* ``POST /get_reward``, ``POST /get_reward/{name}`` — OpenRLHF's remote reward model protocol:
+  ``{"query", "prompts", "labels"}`` → ``{"rewards", "scores", "extra_logs"}``
+  (:class:`medreward.integrations.openrlhf.OpenRLHFReward`);
+* ``GET /healthz`` (the process answers), ``GET /readyz`` (specs loaded, model servers reachable),
+  ``GET /metrics`` (Prometheus).
+
+Scoring runs on a thread pool, off the event loop, so health checks answer while it is busy. Every
+error is ``{"error": {"code", "message"}}``: no traceback or path reaches a client (unexpected
+failures are logged here and answered with a generic 500). No CORS headers are sent, and there is
+no interactive documentation page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from ..integrations.openrlhf import OpenRLHFReward, PayloadError
+from ..integrations.scorers import SharedScorer
+from .config import ServeConfig
+from .limits import BodyLimit, Receive, Scope, Send
+from .metrics import RequestMetrics, ScorerCollector, new_registry
+from .readiness import Readiness
+from .responses import ApiError, api_error_response, error_body, json_response
+from .routing import Route, Router
+
+__all__ = ["OPEN_PATHS", "app_from_env", "create_app"]
+
+log = logging.getLogger("medreward.serve")
+
+#: Paths that answer without a key (health probes carry none).
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+def create_app(config: ServeConfig) -> Any:
+    """The ASGI app serving ``config.specs`` (loaded and built now: a bad spec fails here)."""
+    router = Router(config.specs, time_limit=config.time_limit)
+    for route in router.routes.values():
+        _ = route.scorer  # build every scorer before the first request
+    registry = new_registry()
+    registry.register(ScorerCollector(lambda: [(r.name, r.scorer) for r in router.routes.values()]))
+    readiness = Readiness(router)
+    executor = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="medreward-score")
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        log.info("serving %s", ", ".join(f"{n} ({r.spec.name})" for n, r in router.routes.items()))
+        yield
+        executor.shutdown(wait=False, cancel_futures=True)  # uvicorn has let in-flight requests finish
+
+    api = FastAPI(title="medreward", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+
+    async def off_loop(fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+
+    @api.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> Response:
+        return api_error_response(exc)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        message = {404: "no such endpoint", 405: "method not allowed"}.get(exc.status_code, "request refused")
+        return Response(error_body(code, message), status_code=exc.status_code, media_type="application/json")
+
+    @api.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return Response(error_body("internal", "internal error (see the server log)"), status_code=500,
+                        media_type="application/json")  # fmt: skip
+
+    @api.get("/healthz")
+    async def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @api.get("/readyz")
+    async def readyz() -> Response:
+        report = await readiness.report()
+        return json_response(report, status=200 if report["ready"] else 503)
+
+    @api.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @api.post("/v1/score")
+    async def score(request: Request) -> Response:
+        records = _records(await request.body(), config.max_rollouts)
+        groups = router.split(records)
+        return await off_loop(_score_groups, groups, len(records))
+
+    @api.post("/v1/score/{name}")
+    async def score_route(name: str, request: Request) -> Response:
+        route = router.route(name)
+        records = _records(await request.body(), config.max_rollouts)
+        return await off_loop(_score_groups, [(route, list(range(len(records))), records)], len(records))
+
+    @api.post("/get_reward")
+    async def get_reward(request: Request) -> Response:
+        payload = _openrlhf_payload(await request.body(), config.max_rollouts)
+        return await off_loop(_get_reward, router.openrlhf, payload, router)
+
+    @api.post("/get_reward/{name}")
+    async def get_reward_route(name: str, request: Request) -> Response:
+        router.route(name)
+        payload = _openrlhf_payload(await request.body(), config.max_rollouts)
+        return await off_loop(_get_reward, router.openrlhf_by_route[name], payload, router)
+
+    app: Any = BodyLimit(api, max_bytes=config.max_body_bytes, timeout=config.body_timeout)
+    if config.api_key is not None:
+        app = KeyRequired(app, config.api_key)
+    app = RequestMetrics(app, registry)
+    app.fastapi = api  # for tests and embedding
+    return app
+
+
+def app_from_env() -> Any:
+    """The app of the configuration ``medreward serve`` put in the environment (uvicorn's factory,
+    run in each worker process)."""
+    return create_app(ServeConfig.from_env())
+
+
+class KeyRequired:
+    """ASGI middleware: every path but :data:`OPEN_PATHS` needs the key (401 otherwise), checked
+    before the body is read."""
+
+    def __init__(self, app: Any, key: str) -> None:
+        self.app = app
+        self.key = key.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            from .auth import authorized
+
+            header = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), None)
+            if not authorized(header, self.key):
+                response = api_error_response(ApiError(401, "unauthorized", "missing or wrong API key: send 'Authorization: Bearer <key>'"))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _loads(body: bytes) -> Any:
+    """JSON text → value; orjson first, the standard library for what orjson refuses (lone
+    surrogate escapes, which records may carry), 400 for what neither reads."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        message = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise ApiError(400, "bad_json", f"the request body is not valid JSON: {message}") from None
+
+
+def _records(body: bytes, limit: int) -> list[Any]:
+    data = _loads(body)
+    if isinstance(data, dict) and "records" in data:
+        data = data["records"]
+    if not isinstance(data, list):
+        raise ApiError(422, "bad_schema", "the body must be a JSON array of rollout records, or {\"records\": [...]}")
+    if len(data) > limit:
+        raise ApiError(413, "too_many_rollouts", f"{len(data)} rollouts in one request; the limit is {limit}")
+    return data
+
+
+def _openrlhf_payload(body: bytes, limit: int) -> dict[str, Any]:
+    data = _loads(body)
+    if not isinstance(data, dict):
+        raise ApiError(422, "bad_schema", "the body must be a JSON object {\"query\": [...], \"prompts\": [...], \"labels\": [...]}")
+    if "query" not in data:
+        raise ApiError(422, "bad_schema", f"the body has no 'query' (keys: {sorted(data)[:20]})")
+    query = data["query"]
+    if isinstance(query, list) and len(query) > limit:
+        raise ApiError(413, "too_many_rollouts", f"{len(query)} queries in one request; the limit is {limit}")
+    return data
+
+
+def _score_groups(groups: list[tuple[Route, list[int], list[Any]]], n: int) -> Response:
+    """Score each route's records (on a scoring thread) and serialise the records in input order."""
+    out: list[Any] = [None] * n
+    for route, where, items in groups:
+        shared = route.scorer
+        records, _ = shared.score(items)
+        _trim(shared)
+        for i, record in zip(where, records, strict=True):
+            out[i] = record.to_dict()
+    body = orjson.dumps({"records": out}, default=str, option=orjson.OPT_NON_STR_KEYS)
+    return Response(body, media_type="application/json")
+
+
+def _get_reward(reward: OpenRLHFReward, payload: dict[str, Any], router: Router) -> Response:
+    try:
+        result = reward.score_lists(payload["query"], payload.get("prompts"), payload.get("labels"))
+    except PayloadError as exc:
+        raise ApiError(422, "bad_schema", str(exc)) from None
+    finally:
+        for route in router.routes.values():
+            _trim(route.scorer)
+    return json_response(result)
+
+
+def _trim(shared: SharedScorer) -> None:
+    """Drop what a scorer's running totals keep per sample (run-level observations, backend call
+    latencies): a server runs for weeks, and /metrics reads only the counters."""
+    with shared.lock:
+        for seen in shared.total.observations.values():
+            seen.clear()
+        for backend in shared.total.backends.values():
+            backend.latencies.clear()

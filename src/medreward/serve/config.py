@@ -1,0 +1,59 @@
+"""What one ``medreward serve`` process is configured with (:class:`ServeConfig`), and how the
+configuration reaches uvicorn's worker processes (an environment variable; the API key travels
+in its own variable and is never part of the JSON or of any ``repr``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["API_KEY_ENV", "CONFIG_ENV", "ServeConfig"]
+
+#: The API key of the server (or ``--api-key-file``).
+API_KEY_ENV = "MEDREWARD_API_KEY"
+#: How ``medreward serve`` hands its configuration to the app factory in each uvicorn worker.
+CONFIG_ENV = "MEDREWARD_SERVE_CONFIG"
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """One server's settings.
+
+    Args:
+        specs: route name → spec (preset / registered name or TOML path), in order; the first is
+            the default of requests that name no route when it is the only one.
+        api_key: the key every scoring request must present (``None``: no authentication; only
+            allowed on a loopback address, see :func:`medreward.serve.auth.check_bind`).
+        max_body_bytes: the largest request body read; a larger one is answered 413 unread.
+        max_rollouts: the most rollouts (records, queries) one request may carry (413 beyond).
+        time_limit: seconds one component may spend on one sample (the Scorer's limit: a hanging
+            component gives ``timeout`` statuses).
+        threads: scoring threads (scoring runs off the event loop, so health checks answer under load).
+        body_timeout: seconds a client may take to send its whole body (slow clients get 408).
+    """
+
+    specs: dict[str, str]
+    api_key: str | None = field(default=None, repr=False)
+    max_body_bytes: int = 32 * 2**20
+    max_rollouts: int = 4096
+    time_limit: float | None = 10.0
+    threads: int = 8
+    body_timeout: float = 30.0
+
+    def to_env(self) -> str:
+        """The JSON that :meth:`from_env` reads back, without the key."""
+        data = asdict(self)
+        data.pop("api_key")
+        return json.dumps(data)
+
+    @classmethod
+    def from_env(cls, environ: Any = None) -> ServeConfig:
+        """The configuration ``medreward serve`` put in :data:`CONFIG_ENV`, with the key of :data:`API_KEY_ENV`."""
+        environ = os.environ if environ is None else environ
+        raw = environ.get(CONFIG_ENV)
+        if not raw:
+            raise RuntimeError(f"${CONFIG_ENV} is not set: start the server with `medreward serve`")
+        data = json.loads(raw)
+        return cls(**data, api_key=environ.get(API_KEY_ENV) or None)
