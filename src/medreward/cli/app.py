@@ -38,6 +38,9 @@ def _register() -> None:
     from . import semantic
 
     app.command("semantic-check")(semantic.semantic_check_command)
+    from . import serve
+
+    app.command("serve")(serve.serve_command)
 
 
 _register()
