@@ -49,3 +49,35 @@ class FakeBackend:
 
     def close(self) -> None:
         pass
+
+
+class FakeScoringBackend(FakeBackend):
+    """A :class:`FakeBackend` that also scores conversations like a reward model
+    (:class:`~medreward.backends.scoring.ScoringBackend`): ``scorer(request)`` gives the head's
+    outputs (a tuple of floats) or a :class:`BackendFailure`; the default is a deterministic function
+    of the text (its length and checksum). ``score_calls`` records each ``score()`` call's requests."""
+
+    def __init__(self, answers=(), *, scorer=None, name: str = "rm", model: str = "fake-rm-1", outputs: int = 1) -> None:
+        super().__init__(answers, name=name, model=model)
+        self._scorer = scorer
+        self.outputs = outputs
+        self.score_calls: list[list] = []
+
+    def _default(self, request) -> tuple[float, ...]:
+        text = "".join(str(m.get("content", "")) for m in request.messages) + "\x00" + request.completion
+        checksum = sum(ord(c) for c in text) % 997
+        return tuple(len(text) / 100.0 - checksum / 997.0 * (k + 1) for k in range(self.outputs))
+
+    def score(self, requests):
+        from medreward.backends.scoring import ScoreResponse
+
+        self.score_calls.append(list(requests))
+        out = []
+        for request in requests:
+            answer = (self._scorer or self._default)(request)
+            if not isinstance(answer, BackendFailure):
+                answer = ScoreResponse(values=tuple(answer), model=self.model, prompt_tokens=len(request.completion) // 4 + 1)
+            self.stats.record(answer)
+            out.append(answer)
+        return out
+

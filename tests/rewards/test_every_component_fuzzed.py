@@ -9,7 +9,7 @@ import json
 import math
 
 import pytest
-from fake_backend import FakeBackend
+from fake_backend import FakeScoringBackend
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -44,6 +44,7 @@ CONFIGS = {
     "text_overlap": ({"metric": "f1"}, {"answer": ["aspirin 81 mg daily", "阳性"]}),
     "readability": ({"target_grade": [4, 8]}, {}),
     "error_correction": ({}, {"has_error": True, "sentence_id": 3, "corrected": "Start aspirin 81 mg daily."}),
+    "reward_model": ({"backend": "rm"}, {}),
 }
 # kinds that need a prompt to apply (self_rubric writes its rubric from it)
 PROMPTS = {"self_rubric": "What should I do about crushing chest pain?"}
@@ -76,7 +77,7 @@ def build(kind: str):
     params, _ = CONFIGS[kind]
     component = component_class(kind)(**params)
     if component.backend_names():
-        component.bind_backends({name: FakeBackend(_judge_answer, name=name) for name in component.backend_names()})
+        component.bind_backends({name: FakeScoringBackend(_judge_answer, name=name) for name in component.backend_names()})
     return component
 
 

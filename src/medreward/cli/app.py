@@ -25,7 +25,7 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
 
 
 def _register() -> None:
-    from . import baselines, cache, demo, rerank, score, specs, tasks
+    from . import baselines, cache, demo, rerank, reward_model, score, specs, tasks
 
     app.command("score")(score.score_command)
     app.command("rerank")(rerank.rerank_command)
@@ -34,6 +34,7 @@ def _register() -> None:
     app.add_typer(tasks.tasks_app, name="tasks")
     app.add_typer(baselines.baselines_app, name="baselines")
     app.add_typer(cache.cache_app, name="cache")
+    app.add_typer(reward_model.reward_model_app, name="reward-model")
     app.command("demo")(demo.demo_command)
     from . import semantic
 
