@@ -33,6 +33,7 @@ def labels(text):
         ("C1 = met\n* **C2**: does not meet criterion\n- C3: cannot determine", {"c1": "met", "c2": "not_met", "c3": "unknown"}),
         ("Inclusion 1: The patient is 54", {"inclusion 1": None}),
         ("no colon here", {}),
+        ("C1: met; C2 = unknown; reason: none\nEvidence: 1; 2", {"c1": "met", "c2": "unknown", "reason": None}),
         ('{"C1": true, "C2": false, "C3": 3}', {"c1": "met", "c2": "not_met", "c3": None}),
     ],
 )

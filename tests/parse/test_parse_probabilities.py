@@ -28,6 +28,7 @@ def test_doctests():
         ("CN = .25\nMCI: 2.5e-1\n* AD *: 50%", (("CN", 0.25), ("MCI", 0.25), ("AD", 0.5)), "lines"),
         ("p(CN): 0.1\nCN: 0.9", (("CN", 0.1),), "lines"),  # the repeat keeps the first value
         ("CN: high\nAD: likely", (), "none"),
+        ("CN: 0.2, MCI: 50%; AD = 0.3 | FTD: 0", (("CN", 0.2), ("MCI", 0.5), ("AD", 0.3), ("FTD", 0.0)), "lines"),
         ("", (), "none"),
         ('{"CN": [1], "AD": null, "MCI": true}', (), "json"),
     ],

@@ -9,8 +9,8 @@ Layouts read, first that applies:
   list of such objects with an ``id`` (or ``criterion`` / ``criterion_id`` / ``name``); or an
   object ``{"criteria": <one of those>, "evidence": [...]}``.
 * **Lines** ``ID: label`` or ``ID = label`` (bullets and ``**`` markup ignored), e.g.
-  ``- Inclusion 2: not met (no HbA1c on file)``; a line ``Evidence: 3, 7, 12`` lists evidence
-  ids.
+  ``- Inclusion 2: not met (no HbA1c on file)``, several on a line separated by ``;``
+  (``C1: met; C2: unknown``); a line ``Evidence: 3, 7, 12`` lists evidence ids.
 
 Labels (the first words of the value, any case, ``_``/``-`` read as blanks): ``met`` (met,
 meets, satisfied, fulfilled, yes, true, eligible), ``not_met`` (not met, unmet, does not meet,
@@ -215,18 +215,26 @@ def _from_lines(text: str) -> tuple[list[tuple[Any, Any, Any]], tuple[str, ...],
     lines = text.splitlines()
     truncated = len(lines) > MAX_LINES
     for line in lines[:MAX_LINES]:
-        s = line.strip().lstrip("-*•–·>").strip()
-        cut = min((i for i in (s.find(":"), s.find("=")) if i > 0), default=-1)
-        if cut <= 0:
+        first = _entry(line)
+        if first is not None and criterion_key(first[0]) == "evidence":
+            evidence.extend(evidence_ids(first[1][:5000]) or ())
             continue
-        key, value = s[:cut], s[cut + 1 :].lstrip(" *:=")
-        if criterion_key(key) == "evidence":
-            evidence.extend(evidence_ids(value[:5000]) or ())
-            continue
-        triples.append((key, value, None))
+        for segment in line.split(";") if first is not None else ():
+            entry = _entry(segment)
+            if entry is not None:
+                triples.append((entry[0], entry[1], None))
         if len(triples) > MAX_ITEMS:
             break
     return triples, tuple(dict.fromkeys(evidence)), truncated
+
+
+def _entry(text: str) -> tuple[str, str] | None:
+    """``(key, value)`` of ``key: value`` / ``key = value`` (bullets and markup dropped), or None."""
+    s = text.strip().lstrip("-*•–·>").strip()
+    cut = min((i for i in (s.find(":"), s.find("=")) if i > 0), default=-1)
+    if cut <= 0:
+        return None
+    return s[:cut], s[cut + 1 :].lstrip(" *:=")
 
 
 def parse_criteria(text: str) -> CriteriaAnswer:

@@ -7,7 +7,8 @@ Layouts, first that applies:
   last ``}``): an object ``{label: p}``, or ``{"probabilities": {label: p}}``; a value is a
   number or a string such as ``"30%"``.
 * **Lines** ``label: p``, ``label = p`` or ``P(label) = p`` (bullets and ``**`` ignored), with
-  ``p`` a number, optionally followed by ``%``.
+  ``p`` a number, optionally followed by ``%``; several entries may share a line, separated by
+  ``,``, ``;`` or ``|`` (``CN: 0.2, MCI: 0.5, AD: 0.3``), so a decimal comma is not read.
 
 A value with ``%`` is divided by 100. ``NaN``, ``inf`` and negative values are returned as
 read: judging them is the reward's job. Labels are returned as written (stripped of
@@ -103,6 +104,12 @@ def _json_object(text: str) -> Mapping | None:
     return None
 
 
+def _segments(lines: list[str]):
+    """Entries of the line layout: lines, each cut at ``,`` ``;`` ``|`` (``CN: 0.2, AD: 0.8``)."""
+    for line in lines:
+        yield from line.replace(";", ",").replace("|", ",").split(",")
+
+
 def parse_probabilities(text: str) -> ParsedProbabilities:
     """Label–probability pairs of an answer (see the module doc for the layouts)."""
     if not text or not text.strip():
@@ -120,13 +127,13 @@ def parse_probabilities(text: str) -> ParsedProbabilities:
         fmt = "lines"
         lines = text.splitlines()
         truncated = len(lines) > MAX_LINES
-        for line in lines[:MAX_LINES]:
-            cut = min((i for i in (line.find(":"), line.find("=")) if i > 0), default=-1)
+        for segment in _segments(lines[:MAX_LINES]):
+            cut = min((i for i in (segment.find(":"), segment.find("=")) if i > 0), default=-1)
             if cut <= 0:
                 continue
-            value = read_probability(line[cut + 1 :].lstrip(" *:="))
+            value = read_probability(segment[cut + 1 :].lstrip(" *:="))
             if value is not None:
-                pairs.append((_label(line[:cut]), value))
+                pairs.append((_label(segment[:cut]), value))
                 if len(pairs) > MAX_ENTRIES:
                     break
     if len(pairs) > MAX_ENTRIES:
