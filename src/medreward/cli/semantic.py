@@ -60,6 +60,8 @@ def reference_answers(path: Path, field: str) -> tuple[list[str], list[tuple[str
 
 
 def _pick(components, name: str | None, spec_name: str) -> Semantic:
+    if not any(isinstance(c, Semantic) for c in components):
+        raise SpecError(f"spec {spec_name!r} has no semantic component (kind 'semantic') to check")
     found = [c for c in components if isinstance(c, Semantic) and (name is None or c.name == name)]
     if name is not None and not found:
         names = [c.name for c in components if isinstance(c, Semantic)]
@@ -70,6 +72,7 @@ def _pick(components, name: str | None, spec_name: str) -> Semantic:
     return found[0]
 
 
+@user_errors
 def semantic_check_command(
     input: Path = typer.Argument(..., help="Rollouts (JSONL or Parquet) whose reference answers to compare."),
     spec: str = typer.Option(..., "--spec", "-s", help="Spec name or TOML path holding the semantic component."),
@@ -122,7 +125,9 @@ def _print(report: CollapseReport, name: str) -> None:
         ("cosine of different answers: mean ± std", f"{report.different_mean:.3f} ± {report.different_std:.3f}"),
         ("  min / max", f"{report.different_min:.3f} / {report.different_max:.3f}"),
         (f"pairs above the {cutoff}", f"{report.above_floor:.1%}"),
-        ("mean reward of a wrong answer", f"{report.wrong_reward_mean:.3f}"),
+        ("mean reward of a wrong answer / of a paraphrase", f"{report.wrong_reward_mean:.3f} / {report.right_reward_mean:.3f}"),
+        ("wrong answer's share of a right one's reward", f"{report.reward_ratio:.0%}"),
+        ("suggested floor (90th percentile of different pairs)", f"{report.suggested_floor:g}"),
         (f"paraphrases ({report.paraphrase_pairs}, {report.paraphrase_source}): mean / min",
          f"{report.paraphrase_mean:.3f} / {report.paraphrase_min:.3f}"),
         ("gap (paraphrase mean − different mean)", f"{report.gap:.3f}"),
