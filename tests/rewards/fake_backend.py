@@ -81,3 +81,57 @@ class FakeScoringBackend(FakeBackend):
             out.append(answer)
         return out
 
+
+class FakeEmbedder:
+    """An in-process embedding backend (``embed``): a text's vector is its unit-normalised counts of
+    characters bucketed by code point mod ``dims`` (deterministic, any text in, no model). ``fail``
+    names texts whose embedding fails; every call's texts are recorded in ``calls``."""
+
+    kind = "fake-embeddings"
+
+    def __init__(self, *, name: str = "embeddings", model: str = "fake-embedder-1", dims: int = 8,
+                 fail: Sequence[str] = ()) -> None:  # fmt: skip
+        from medreward.backends.scoring import EmbedResponse
+
+        self._response = EmbedResponse
+        self.name = name
+        self.model = model
+        self.dims = dims
+        self.fail = set(fail)
+        self.stats = BackendStats()
+        self.calls: list[list[str]] = []
+
+    def vector(self, text: str) -> tuple[float, ...]:
+        counts = [0.0] * self.dims
+        for ch in text:
+            counts[ord(ch) % self.dims] += 1.0
+        norm = sum(c * c for c in counts) ** 0.5
+        return tuple(c / norm for c in counts) if norm else (1.0,) + (0.0,) * (self.dims - 1)
+
+    def embed(self, requests):
+        self.calls.append([r.text for r in requests])
+        out = []
+        for r in requests:
+            if r.text in self.fail:
+                answer = BackendFailure("other", f"cannot embed {r.text[:20]!r}")
+            else:
+                answer = self._response(self.vector(r.text), self.model, prompt_tokens=len(r.text))
+            self.stats.record(answer)
+            out.append(answer)
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+class FakeModelBackend(FakeScoringBackend):
+    """The richest fake above that also embeds (as :class:`FakeEmbedder` does), so one fake serves
+    every model-backed kind (the fuzz test binds it to each)."""
+
+    def __init__(self, answers=(), *, name: str = "model", model: str = "fake-model-1") -> None:
+        super().__init__(answers, name=name, model=model)
+        self._embedder = FakeEmbedder(name=name, model=model)
+        self._embedder.stats = self.stats
+
+    def embed(self, requests):
+        return self._embedder.embed(requests)

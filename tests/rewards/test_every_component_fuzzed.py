@@ -9,7 +9,7 @@ import json
 import math
 
 import pytest
-from fake_backend import FakeScoringBackend
+from fake_backend import FakeModelBackend
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -41,6 +41,7 @@ CONFIGS = {
     # against the reference: a group comparison depends on the rest of the batch by design
     "pairwise": ({"against": "reference"}, {"answer": "aspirin"}),
     "self_rubric": ({}, {}),
+    "semantic": ({"floor": 0.2}, {"answer": ["opioids", "ethanol"]}),
     "text_overlap": ({"metric": "f1"}, {"answer": ["aspirin 81 mg daily", "阳性"]}),
     "readability": ({"target_grade": [4, 8]}, {}),
     "error_correction": ({}, {"has_error": True, "sentence_id": 3, "corrected": "Start aspirin 81 mg daily."}),
@@ -77,7 +78,7 @@ def build(kind: str):
     params, _ = CONFIGS[kind]
     component = component_class(kind)(**params)
     if component.backend_names():
-        component.bind_backends({name: FakeScoringBackend(_judge_answer, name=name) for name in component.backend_names()})
+        component.bind_backends({name: FakeModelBackend(_judge_answer, name=name) for name in component.backend_names()})
     return component
 
 
