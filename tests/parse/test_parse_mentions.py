@@ -75,7 +75,8 @@ def test_adversarial_text_is_read_in_linear_time():
     find_mentions("aspirin", vocabulary=vocab)  # load the drug dictionary first
     timings = []
     for n in (500, 4000):
-        text = ("no aspirin and opioid, " * n)[: n * 10]
+        # negation triggers, list separators, and hyphen chains that end in a separator
+        text = ("no aspirin and opioid, " * n)[: n * 10] + "a-" * n + "'" * n
         best = float("inf")
         for _ in range(3):  # the best of three: a shared machine is noisy
             start = time.perf_counter()

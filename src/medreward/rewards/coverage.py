@@ -3,6 +3,7 @@ r"""``coverage``: the fraction of the reference's key points that the answer sta
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -14,7 +15,7 @@ from ..errors import RecordError, SpecError
 from ..parse.phrases import PhraseIndex, phrase_keys
 from ..parse.scopes import negation_view
 from ..records import ComponentScore, Rollout, Status
-from .base import ComponentParams, RewardComponent, answer_section, memoised_reference, register
+from .base import ComponentParams, RewardComponent, answer_section, register, remember
 
 __all__ = ["Coverage", "KeyPoint", "read_key_points"]
 
@@ -149,6 +150,19 @@ class Coverage(RewardComponent):
     def reference_keys(self) -> tuple[str, ...]:
         return (self.params.field,)
 
+    def _key_points(self, raw: Any) -> tuple[KeyPoint, ...]:
+        """Key points of a reference value, memoised (a GRPO group shares one; the value nests lists,
+        so its JSON text is the memo key)."""
+        try:
+            key = json.dumps(raw, sort_keys=True)
+        except (TypeError, ValueError):
+            return read_key_points(raw, self.params.field)
+        hit = self._truths.get(key)
+        if hit is None:
+            hit = read_key_points(raw, self.params.field)
+            remember(self._truths, key, hit, _CACHE_MAX)
+        return hit
+
     # -- the optional embedding backend ------------------------------------------------------------
     def backend_names(self) -> tuple[str, ...]:
         return () if self.params.backend is None else (self.params.backend,)
@@ -197,9 +211,7 @@ class Coverage(RewardComponent):
         raw = rollout.reference.get(p.field)
         if raw is None:
             return ComponentScore.not_applicable(f"reference has no '{p.field}'"), None, ()
-        points: tuple[KeyPoint, ...] = memoised_reference(
-            self._truths, raw, lambda r: read_key_points(r, p.field), _CACHE_MAX
-        )
+        points = self._key_points(raw)
         if not points:
             return ComponentScore.not_applicable(f"reference.{p.field} is empty"), None, ()
         labels = [k.label for k in points]
