@@ -41,6 +41,13 @@ from medreward.shape.difficulty import (
 )
 from medreward.shape.noise import SeedLike, flip_rewards, group_flip_mask
 from medreward.shape.par import lsc_reward, par_reward
+from medreward.shape.preference_strength import (
+    disagreement_weights,
+    ensemble_members,
+    ensemble_std,
+    pair_preference_strength,
+    uncertainty_weighted_rewards,
+)
 from medreward.shape.process import (
     RaggedSteps,
     add_final_reward,
@@ -72,8 +79,11 @@ __all__ = [
     "add_final_reward",
     "calibrated_reward",
     "dense_pass_reward",
+    "disagreement_weights",
     "difficulty_weights",
     "dr_grpo_advantages",
+    "ensemble_members",
+    "ensemble_std",
     "flip_rewards",
     "gdpo_advantages",
     "group_flip_mask",
@@ -84,6 +94,7 @@ __all__ = [
     "hard_sample_mask",
     "lsc_reward",
     "median_logistic",
+    "pair_preference_strength",
     # PAR / LSC
     "par_reward",
     "parse_confidence",
@@ -93,6 +104,7 @@ __all__ = [
     "rloo_advantages",
     "robust_stats",
     "strip_confidence",
+    "uncertainty_weighted_rewards",
     "verpo_reward",
     "zero_variance_groups",
 ]
