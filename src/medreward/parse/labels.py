@@ -11,7 +11,10 @@ Accepted layouts (mixable; the first that applies wins):
   label). ``/`` and ``or`` never split: "A or B" is a hedge and stays one (unknown) label.
 
 A leading ``Answer:``-style prefix (answer, final answer, labels, substances, classes,
-prediction, diagnosis) and a Markdown code fence are dropped. Each label is stripped of
+prediction, diagnosis, and Chinese 答案/最终答案/诊断/结论…) and a Markdown code fence are dropped.
+Chinese list punctuation reads as its ASCII counterpart (``、`` and ``，`` separate like ``,``,
+``；`` like ``;``, ``：`` ends a prefix); a list joined by 和/与/及 ("and") is not split, and
+Chinese negation (排除, 未见) is not read: such a label stays one (unknown) label. Each label is stripped of
 whitespace, surrounding quotes, Markdown bold/italics/backticks and trailing ``.``/``:``/``!``.
 Labels are deduplicated case-insensitively, first occurrence kept, order preserved.
 
@@ -62,8 +65,11 @@ _PREFIXES = frozenset(
         "answer", "final answer", "the answer", "labels", "label", "substances", "substance",
         "substance classes", "classes", "class", "prediction", "predictions", "predicted",
         "diagnosis", "diagnoses",
+        "答案", "最终答案", "诊断", "结论", "物质", "中毒物质", "标签", "类别",
     }
 )  # fmt: skip
+# Chinese list punctuation read as its ASCII counterpart ("阿片类、乙醇" is a two-label list).
+_CJK_PUNCTUATION = str.maketrans({"、": ",", "，": ",", "；": ";", "：": ":", "（": "(", "）": ")", "【": "[", "】": "]", "。": "."})
 _OPEN, _CLOSE = "([{", ")]}"
 # A plain comma list ("opioids, Ethanol, toxic_alcohols"): word characters, spaces, hyphens and
 # commas only (one character class: linear). `_is_plain_list` adds the rest of the definition.
@@ -111,6 +117,8 @@ def parse_labels(
     s = text.strip()
     if not s:
         return LabelList((), truncated, "empty") if truncated else _EMPTY
+    if not s.isascii():
+        s = s.translate(_CJK_PUNCTUATION)
     negation = might_negate(s)
     if not negation and _is_plain_list(s):
         plain = _plain_list(s, max_labels, max_label_chars)

@@ -10,25 +10,41 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from ..errors import RecordError
+from ..parse.overlap import is_cjk
 from ..records import ComponentScore, Rollout
 from .base import ComponentParams, RewardComponent, answer_section, register
 
 __all__ = ["Classification", "class_tokens"]
 
 _TO_SPACE = str.maketrans({c: " " for c in string.punctuation + "‐‑‒–—―‘’“”•·…«»"})
-_NEGATIONS = frozenset({"not", "no", "non"})
+_NEGATIONS = frozenset({"not", "no", "non", "不", "非", "无", "未", "没"})
+# two-character Chinese negations ("不是阳性", "没有阳性"): the two tokens right before a mention
+_NEGATION_PAIRS = frozenset({("不", "是"), ("并", "非"), ("没", "有"), ("排", "除"), ("否", "认")})
 _MAX_TOKENS = 4096  # words of an answer scanned for class mentions
 
 
 def class_tokens(text: str) -> tuple[str, ...]:
-    """Words of a class name or answer: case-folded, accents and punctuation removed.
+    """Words of a class name or answer: case-folded, accents and punctuation removed. Scripts
+    written without spaces get no word boundaries from whitespace, so each Han or kana character
+    is a word of its own ("结果为阳性" holds the two-word name "阳性"); Unicode punctuation
+    ("，。、") separates words too.
 
     >>> class_tokens("Non-Urgent"), class_tokens("NOT_ENTAILMENT."), class_tokens("Réponse")
     (('non', 'urgent'), ('not', 'entailment'), ('reponse',))
+    >>> class_tokens("结果：阳性。Positive")
+    ('结', '果', '阳', '性', 'positive')
     """
     if not text.isascii():
-        text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+        text = "".join(_fold(c) for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     return tuple(text.casefold().translate(_TO_SPACE).split())
+
+
+def _fold(char: str) -> str:
+    if char.isascii():
+        return char
+    if is_cjk(char):
+        return f" {char} "
+    return " " if unicodedata.category(char).startswith("P") else char
 
 
 @register
@@ -53,6 +69,13 @@ class Classification(RewardComponent):
     "not"/"no"/"non" is dropped ("not urgent" does not name "urgent"). Exactly one class
     mentioned → that class; two different classes → ambiguous, 0.0 with
     ``info["mentioned"]``; none → 0.0 with ``info["reason"]`` (as is a missing section).
+
+    Labels in any script: Chinese and Japanese put no spaces between words, so each Han/kana
+    character is a word of its own (:func:`class_tokens`) and a class name is a sequence of
+    them. "阳性" (positive) and "阴性" (negative) share 性 but are different sequences, so
+    neither can match the other, and "结果为阳性" names 阳性. A mention right after one of the
+    Chinese negations 不/非/无/未/没 or 不是/并非/没有/排除/否认 is dropped like "not X" ("非阳性",
+    "不是阳性"); other Chinese negation (a negation further away, "阳性可能性不大") is not read.
 
     The reference (``reference[field]``) must be one of ``classes`` (case/punctuation
     insensitive; an int is read as its decimal string, for numeric triage levels); anything
@@ -172,7 +195,7 @@ class Classification(RewardComponent):
             for size in range(min(longest, n - i), 0, -1):
                 name = table.get(tokens[i : i + size])
                 if name is not None:
-                    if not (i and tokens[i - 1] in _NEGATIONS):
+                    if not (i and (tokens[i - 1] in _NEGATIONS or (i > 1 and tokens[i - 2 : i] in _NEGATION_PAIRS))):
                         found[name] = None
                     i += size
                     break

@@ -14,6 +14,9 @@ and to the raw label, so every tolerance is symmetric:
   "salicylate poisoning", "ethanol intoxication", release forms such as "Seroquel XR"), and
   so is a leading hedge ("acute", "suspected", "likely");
 * plural/singular tolerant: a final "ies" reads as "y", a final "s" (not "ss") is dropped;
+* Chinese terms: a trailing 中毒/过量/摄入/暴露/滥用 (poisoning, overdose, ingestion, exposure,
+  abuse) and a leading 急性/慢性/疑似/可能 (acute, chronic, suspected, possible) are dropped
+  the same way ("急性阿片类中毒" = "阿片类");
 * when the whole label does not match, a parenthetical is tried ("Acetaminophen (Tylenol)"
   → outside first, then inside), then a "/" or "+" combination whose every part matches
   ("oxycodone/acetaminophen" → both classes);
@@ -82,6 +85,10 @@ _TRAILING_QUALIFIERS = frozenset(
     }
 )  # fmt: skip
 _LEADING_QUALIFIERS = frozenset({"acute", "chronic", "suspected", "probable", "likely", "possible", "presumed"})
+# The same for Chinese terms, which have no spaces: affixes of the key ("阿片类中毒" = "阿片类";
+# "急性乙醇中毒" = "乙醇"), dropped when something is left.
+_CJK_SUFFIXES = ("中毒", "过量", "摄入", "暴露", "滥用")
+_CJK_PREFIXES = ("急性", "慢性", "疑似", "可能")
 
 _CACHE_MAX = 16384  # memoised raw labels per vocabulary (cleared when full)
 _CACHEABLE_CHARS = 256  # longer labels are normalised every time (keeps the memo small)
@@ -106,10 +113,29 @@ def term_key(text: str) -> str:
     while len(words) > 1 and words[0] in _LEADING_QUALIFIERS:
         del words[0]
     key = "".join(words)
+    if not key.isascii():
+        key = _strip_cjk_affixes(key)
     if len(key) > 4 and key.endswith("ies"):
         return key[:-3] + "y"
     if len(key) > 3 and key.endswith("s") and not key.endswith("ss"):
         return key[:-1]
+    return key
+
+
+def _strip_cjk_affixes(key: str) -> str:
+    """Drop Chinese qualifiers from the ends of a key (each at most once; never the whole key).
+
+    >>> _strip_cjk_affixes("急性阿片类中毒"), _strip_cjk_affixes("中毒")
+    ('阿片类', '中毒')
+    """
+    for suffix in _CJK_SUFFIXES:
+        if key.endswith(suffix) and len(key) > len(suffix):
+            key = key[: -len(suffix)]
+            break
+    for prefix in _CJK_PREFIXES:
+        if key.startswith(prefix) and len(key) > len(prefix):
+            key = key[len(prefix) :]
+            break
     return key
 
 
