@@ -72,3 +72,8 @@ def test_any_string(text):
     labels = [label for label, _ in parsed.entries]
     assert len(labels) == len(set(labels)) and all(labels)
     assert all(isinstance(v, float) for _, v in parsed.entries)
+
+
+def test_lone_surrogates_do_not_crash():
+    assert parse_probabilities("CN\ud800: 0.5\nAD: \udfff0.5").entries == (("CN\ufffd", 0.5),)
+    assert read_probability("\ud800") is None

@@ -85,3 +85,8 @@ def test_any_string(text, kind):
         assert i and i == i.strip()
         if kind in ("nct", "pmid", "icd10"):
             assert normalize_id(i, kind) == i  # every id read is one the reference side accepts
+
+
+def test_lone_surrogates_do_not_crash():
+    assert parse_ranked_ids("\ud800NCT01234567 \udfff", "nct").ids == ("NCT01234567",)
+    assert normalize_id("\ud800", "nct") is None

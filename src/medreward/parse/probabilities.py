@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import re2
 
+from ..text import clean_surrogates
+
 __all__ = ["MAX_ENTRIES", "ParsedProbabilities", "parse_probabilities", "read_probability"]
 
 MAX_ENTRIES = 200
@@ -67,7 +69,7 @@ def read_probability(raw: object) -> float | None:
         return float(raw)
     if not isinstance(raw, str):
         return None
-    m = _NUMBER.match(raw[:64])
+    m = _NUMBER.match(clean_surrogates(raw[:64]))
     if m is None:
         return None
     value = float(m.group(1).replace("−", "-"))
@@ -114,6 +116,7 @@ def parse_probabilities(text: str) -> ParsedProbabilities:
     """Label–probability pairs of an answer (see the module doc for the layouts)."""
     if not text or not text.strip():
         return ParsedProbabilities((), "none")
+    text = clean_surrogates(text)  # re2 needs UTF-8; completions arrive cleaned, direct callers may not
     pairs: list[tuple[str, float]] = []
     truncated = False
     data = _json_object(text)

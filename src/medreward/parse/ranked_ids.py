@@ -39,6 +39,7 @@ from typing import Literal
 
 import re2
 
+from ..text import clean_surrogates
 from .icd import normalize_icd_code, parse_icd_codes
 
 __all__ = ["IdKind", "MAX_CANDIDATES", "MAX_IDS", "RankedIds", "normalize_id", "parse_ranked_ids"]
@@ -156,6 +157,7 @@ def parse_ranked_ids(
     """
     if not text:
         return RankedIds(())
+    text = clean_surrogates(text)  # re2 needs UTF-8; completions arrive cleaned, direct callers may not
     if pattern is None and kind == "icd10":
         parsed = parse_icd_codes(text, max_codes=max_ids, max_candidates=max_candidates)
         return RankedIds(parsed.codes, max(0, len(parsed.mentions) - len(parsed.codes)), parsed.truncated)
@@ -201,7 +203,7 @@ def normalize_id(raw: object, kind: IdKind = "token") -> str | None:
         return None
     if not isinstance(raw, str):
         return None
-    s = raw.strip()
+    s = clean_surrogates(raw).strip()
     if not s:
         return None
     if kind == "nct":
