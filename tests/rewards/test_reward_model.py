@@ -395,3 +395,13 @@ def test_trl_adapter_on_the_tiny_reward_model(models, logit):
     fn = reward_func(spec_dict(models))
     out = fn(prompts=[p for p, _ in ROWS], completions=[[{"role": "assistant", "content": c}] for _, c in ROWS])
     assert out == pytest.approx([logit("rm1", p, c)[0] for p, c in ROWS], abs=1e-5)
+
+
+def test_pickles_by_parameters_without_its_backends():
+    import pickle
+
+    component = ensemble(ensemble="min", normalize={"mean": 1.0, "std": 2.0}, clip=[-3, 3])
+    copy = pickle.loads(pickle.dumps(component))
+    assert copy.params == component.params and copy.name == component.name
+    with pytest.raises(SpecError, match="no backend bound"):
+        copy.score_batch([Rollout(completion="x")])
