@@ -165,10 +165,23 @@ def _loads(body: bytes) -> Any:
     except orjson.JSONDecodeError:
         pass
     try:
-        return json.loads(body)
+        return json.loads(body, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:
         message = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise ApiError(400, "bad_json", f"the request body is not valid JSON: {message}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _dumps(data: Any) -> bytes:
+    """JSON bytes; the standard library (surrogates escaped as ``\\ud800``) for text orjson cannot
+    encode (a lone surrogate that a record brought in is echoed back as it came)."""
+    try:
+        return orjson.dumps(data, default=str, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return json.dumps(data, default=str, allow_nan=False).encode()
 
 
 def _records(body: bytes, limit: int) -> list[Any]:
@@ -203,8 +216,7 @@ def _score_groups(groups: list[tuple[Route, list[int], list[Any]]], n: int) -> R
         _trim(shared)
         for i, record in zip(where, records, strict=True):
             out[i] = record.to_dict()
-    body = orjson.dumps({"records": out}, default=str, option=orjson.OPT_NON_STR_KEYS)
-    return Response(body, media_type="application/json")
+    return Response(_dumps({"records": out}), media_type="application/json")
 
 
 def _get_reward(reward: OpenRLHFReward, payload: dict[str, Any], router: Router) -> Response:

@@ -1,7 +1,8 @@
 """``GET /readyz``: the specs are loaded, and the model servers their backends call answer.
 
-An ``openai`` backend is reachable when ``GET <base_url>/models`` answers with any status below
-500 within two seconds (a 401 still proves the server is up). Local backends (``transformers``,
+An ``openai`` backend is reachable when ``GET <base_url>/models`` answers within two seconds with
+any status but 502, 503 or 504 (a 401 or 404 still proves the server is up; a proxy whose model
+is down answers 502/504, and llama.cpp answers 503 while it loads the model). Local backends (``transformers``,
 ``sentence_transformers``) load in this process and are reported as ``local``. Results are cached
 for a few seconds, so probes every second do not flood the model server.
 """
@@ -74,4 +75,4 @@ class Readiness:
             response = await client.get(url, headers=headers)
         except Exception as exc:  # noqa: BLE001 - any failure to connect means unreachable
             return f"unreachable: {type(exc).__name__}"
-        return "ok" if response.status_code < 500 else f"unreachable: HTTP {response.status_code}"
+        return f"unreachable: HTTP {response.status_code}" if response.status_code in (502, 503, 504) else "ok"
