@@ -63,6 +63,8 @@ def test_number(completion, params, value):
         ("Heroin and alcohol on board.\nThe pupils fit.", "opioids, ethanol", 1.0),  # last sentence with a term
         ("Consider opioids. Final: Tylenol overdose.", "acetaminophen", 1.0),  # members map to class ids
         ("Final: opioids.", "opioids, unicorn dust", 0.0),  # an unknown label never agrees
+        ("No opioids or benzodiazepines on board.", "none", 1.0),  # only negated terms: the empty set
+        ("No opioids. Benzodiazepines fit.", "none", 0.0),
     ],
 )
 def test_labels(reasoning, answer, value):

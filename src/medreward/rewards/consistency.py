@@ -54,7 +54,8 @@ class Consistency(RewardComponent):
     * ``"labels"``: the same set of ``vocabulary`` ids. The reasoning's conclusion is the last
       sentence of its last ``window`` characters that mentions a vocabulary term; its asserted
       terms are the set (negated ones are not: "…so opioids, not benzodiazepines" concludes
-      ``{opioids}``; :func:`medreward.parse.mentions.find_mentions`). The answer is read as a
+      ``{opioids}``, and a sentence that only negates terms concludes the empty set;
+      :func:`medreward.parse.mentions.find_mentions`). The answer is read as a
       label list, as ``multilabel`` reads it (:func:`medreward.parse.labels.parse_labels`;
       unknown labels stay in its set, so they never agree).
 
