@@ -77,7 +77,7 @@ def test_the_three_registries_are_one_class():
     ("lookup", "error", "message"),
     [
         (lambda: component_class("nope"), SpecError,
-         r"^unknown component kind 'nope'; known kinds: choice, classification, format\.tags, .*"
+         r"^unknown component kind 'nope'; known kinds: (\w[\w.]*, )*choice, classification, (\w[\w.]*, )*format\.tags, .*"
          r" \(or give a custom one as 'package\.module:ClassName'\)$"),
         (lambda: get_task("nope"), UnknownNameError, r"^unknown task 'nope'; known tasks: calculator, icd_coding, mcq, toxicology$"),
         (lambda: get_policy("mcq", "nope"), UnknownNameError,

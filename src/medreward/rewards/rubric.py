@@ -333,7 +333,7 @@ _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
 
 
 def auto_mode(backend: Any) -> Literal["batched", "per_criterion"]:
-    """Which rubric mode ``auto`` uses with ``backend`` (docs/judges.md#choosing-a-mode).
+    """Which rubric mode ``auto`` uses with ``backend`` (docs/judges.md#batched-or-per_criterion).
 
     ``per_criterion`` for an OpenAI-compatible server on this machine (loopback ``base_url``): it
     bills nothing per token and reuses the shared prompt prefix (conversation + completion come
