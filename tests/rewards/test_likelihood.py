@@ -135,6 +135,17 @@ def test_conversational_prompt_becomes_messages():
     assert fake.logprob_calls[0][0].messages == tuple(prompt)
 
 
+def test_chatml_layout_renders_the_messages_into_the_prefix():
+    reward, fake = component(prompt_layout="chatml", debias=True)
+    prompt = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Drug?"}]
+    reward.score_batch([rollout(prompt=prompt)])
+    main, base = fake.logprob_calls[0]
+    head = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nDrug?<|im_end|>\n<|im_start|>assistant\n"
+    assert main.messages == base.messages == ()
+    assert main.prefix == head + "<think>Anaphylaxis: give adrenaline first.</think>\n<answer>"
+    assert base.prefix == head + "<answer>"
+
+
 def test_backend_failures_are_errors_or_timeouts_of_their_samples_only():
     def logprobs(request):
         if "slow" in request.prefix:

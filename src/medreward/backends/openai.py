@@ -14,6 +14,10 @@ or one :class:`BackendFailure`. A timeout is final (not retried: a slow judge as
 still). Only complete answers are cached (``finish_reason`` other than ``"length"``, unless the request
 reads only the start of the answer: :attr:`ChatRequest.reads_prefix`).
 
+:meth:`OpenAIBackend.logprobs` (likelihood rewards) takes the same path to the legacy
+``{base_url}/completions`` endpoint with ``echo`` and ``logprobs``, which vLLM and llama-cpp-python's
+server answer with the prompt's token log-probs; a server that does not gets a clear failure.
+
 If the server refuses ``response_format`` or ``logprobs`` (a 400 or 422, or a 500 whose message names
 them), the request is sent again: with the ``{"type": "json_object", "schema": …}`` form that
 llama.cpp's server takes in place of OpenAI's ``json_schema`` form, else without the feature. When
@@ -36,22 +40,26 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from ..errors import SpecError
+from ..text import clean_surrogates
 from .base import BackendFailure, ChatRequest, ChatResponse, ResponseCache, TokenLogprob
 from .caching import CachingBackend
 from .config import BackendConfig
 from .limits import CircuitBreaker, TokenBucket, backoff_delay, estimate_tokens, parse_retry_after
+from .scoring import LogprobRequest, LogprobResponse
 
 __all__ = ["OpenAIBackend"]
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R")
 
 #: logprob positions kept per response (judges read the first token or few)
 MAX_LOGPROB_POSITIONS = 16
@@ -61,6 +69,17 @@ _CUT_MARK = "\n[... {n} characters cut to fit the model's context ...]\n"
 #: optional request features a server may reject; "json_schema" is OpenAI's form of response_format,
 #: "response_format" any form (llama.cpp's server takes only {"type": "json_object", "schema": ...})
 _OPTIONAL_FEATURES = ("json_schema", "response_format", "logprobs")
+#: the start of the message of a log-prob request the server cannot answer (no echo of prompt log-probs)
+_NO_ECHO = "the server does not return the prompt's log-probabilities (/completions with echo + logprobs), which likelihood rewards need"
+#: echoed tokens that do not end with the target: the server's log-probs cannot be matched to the text
+_MISALIGNED = (
+    "the echoed tokens do not line up with the prompt text, so their log-probs cannot be trusted "
+    "(llama-cpp-python's server shifts them by one token when the prompt does not start with the model's "
+    "BOS token: render the prompt with a template that starts with it, e.g. the likelihood component's "
+    "prompt_layout = 'chatml' for ChatML models such as SmolLM2 or Qwen)"
+)
+#: refusals that mean the endpoint or its echo/logprobs parameters are not supported
+_NO_ECHO_STATUSES = (400, 404, 405, 422, 501)
 #: connections per httpx client (see OpenAIBackend._client_slots)
 _POOL_SHARD = 8
 
@@ -109,6 +128,7 @@ class OpenAIBackend(CachingBackend):
         #: optional request features this server rejected (``"response_format"``, ``"logprobs"``)
         self.unsupported: set[str] = set()
         self._url = config.base_url.rstrip("/") + "/chat/completions"
+        self._completions_url = config.base_url.rstrip("/") + "/completions"
         self._start_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -204,9 +224,38 @@ class OpenAIBackend(CachingBackend):
     async def _one_unsafe(self, request: ChatRequest) -> ChatResponse | BackendFailure:
         messages, truncated = self._fit_context(request)
         estimate = estimate_tokens(sum(len(m.get("content", "")) for m in messages)) + request.max_tokens
+        dropped: set[str] = set()
+
+        def refused(failure: _Attempt, body: Mapping[str, Any]) -> bool:
+            retry_without = self._rejected_features(failure, body, dropped)
+            dropped.update(retry_without)
+            return bool(retry_without)
+
+        result = await self._exchange(
+            self._url, lambda: self._body(request, messages, dropped), estimate, self._parse, refused=refused
+        )
+        if isinstance(result, BackendFailure):
+            return result
+        for feature in dropped - self.unsupported:
+            log.warning("backend %s: the server rejects %r; sending requests without it", self.name, feature)
+        self.unsupported |= dropped
+        return replace(result, truncated_input=truncated)
+
+    async def _exchange(
+        self,
+        url: str,
+        make_body: Callable[[], dict[str, Any]],
+        estimate: int,
+        parse: Callable[[bytes, float], R],
+        *,
+        refused: Callable[[_Attempt, Mapping[str, Any]], bool] | None = None,
+    ) -> R | BackendFailure:
+        """POST ``make_body()`` to ``url`` under the backend's limits (circuit breaker, concurrency
+        slot, rate limits) with retries and back-off; ``parse(content, latency)`` reads a 200 reply.
+        ``refused(failure, body)`` may change what ``make_body`` returns after a refusal and return
+        True to send again at once (a different request, not a retry)."""
         clients, slots = self._client_slots()
         retries = 0
-        dropped: set[str] = set()
         while True:
             if not self._breaker.allow():
                 return BackendFailure(
@@ -215,12 +264,12 @@ class OpenAIBackend(CachingBackend):
                     f"{_safe_url(self.config.base_url)}; next trial after {self.config.circuit_reset_s:g} s",
                     retries,
                 )
-            body = self._body(request, messages, dropped)
+            body = make_body()
             try:
                 shard = await slots.get()
                 try:
                     await self._wait_for_rate(estimate)
-                    response = await self._post(clients[shard], body)
+                    result = await self._post(clients[shard], url, body, parse)
                 finally:
                     slots.put_nowait(shard)
             except _Attempt as failure:
@@ -228,9 +277,7 @@ class OpenAIBackend(CachingBackend):
                     self._breaker.record_failure()
                 else:
                     self._breaker.record_success()
-                retry_without = self._rejected_features(failure, body, dropped)
-                if retry_without:
-                    dropped |= retry_without
+                if refused is not None and refused(failure, body):
                     continue  # not a retry of the same request: a different one
                 if not failure.retry or retries >= self.config.max_retries:
                     return self._final(failure, retries)
@@ -245,13 +292,10 @@ class OpenAIBackend(CachingBackend):
                 await asyncio.sleep(delay)
                 continue
             self._breaker.record_success()
-            for feature in dropped - self.unsupported:
-                log.warning("backend %s: the server rejects %r; sending requests without it", self.name, feature)
-            self.unsupported |= dropped
             if retries:
                 with self._stats_lock:
                     self.stats.retries += retries
-            return replace(response, truncated_input=truncated)
+            return result
 
     def _final(self, failure: _Attempt, retries: int) -> BackendFailure:
         message = failure.message if not retries else f"{failure.message} after {retries} retries"
@@ -315,7 +359,7 @@ class OpenAIBackend(CachingBackend):
         named = {f for f in sent if f in text or (f in ("json_schema", "response_format") and format_named)}
         return named or (sent if failure.status in (400, 422) else set())
 
-    async def _post(self, client: httpx.AsyncClient, body: dict[str, Any]) -> ChatResponse:
+    async def _post(self, client: httpx.AsyncClient, url: str, body: dict[str, Any], parse: Callable[[bytes, float], R]) -> R:
         headers = {"Content-Type": "application/json"}
         key = self.config.api_key()
         if key:
@@ -323,7 +367,7 @@ class OpenAIBackend(CachingBackend):
         started = time.perf_counter()
         try:
             reply = await asyncio.wait_for(
-                client.post(self._url, content=json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogatepass"), headers=headers),
+                client.post(url, content=json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogatepass"), headers=headers),
                 timeout=self.config.timeout_s,
             )
         except httpx.ConnectTimeout:
@@ -352,7 +396,7 @@ class OpenAIBackend(CachingBackend):
                     status=status, body=reply.text[:2000],
                 )
             raise _Attempt("http", detail, status=status, body=reply.text[:2000])
-        return self._parse(reply.content, latency)
+        return parse(reply.content, latency)
 
     def _parse(self, content: bytes, latency: float) -> ChatResponse:
         try:
@@ -379,6 +423,155 @@ class OpenAIBackend(CachingBackend):
             )
         except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
             raise _Attempt("malformed", f"response is not a chat completion ({type(exc).__name__}: {exc})"[:300]) from None
+
+    # -- log-probabilities of given text: /completions with echo ----------------------------
+    def logprobs(self, requests: Sequence[LogprobRequest]) -> list[LogprobResponse | BackendFailure]:
+        """Per-token log-probabilities of each request's ``target`` after its context, from the
+        server's legacy ``/completions`` endpoint with ``echo`` (one :class:`LogprobResponse` or
+        :class:`BackendFailure` per request, in order; not cached).
+
+        The context is rendered as text here, in a plain layout: ``"{role}: {content}\n"`` per message,
+        then ``"assistant:"`` and the request's ``prefix`` (no messages: the prefix alone). The server
+        never sees a chat template; to score under the model's own template, render it yourself and
+        send it as ``prefix`` with no messages (the ``likelihood`` component's ``prompt_layout =
+        "chatml"`` does this for ChatML models). The request is ``prompt = context + target``,
+        ``echo = true``, ``logprobs = 1``, ``max_tokens = 1`` (llama-cpp-python's server reads
+        ``max_tokens = 0`` as "no limit"; the one generated token is dropped), ``temperature = 0``.
+        The target's tokens are the trailing echoed prompt tokens that overlap the last
+        ``len(target)`` characters: the server tokenizes context and target together, so a token that
+        straddles the boundary counts as the target's (the ``transformers`` backend tokenizes them
+        apart). ``truncation`` is applied to characters when ``max_context_tokens`` is set (4
+        characters a token, as for chat requests). Retries, limits, the circuit breaker and stats are
+        those of chat requests.
+
+        A server that refuses the request or does not echo the prompt's log-probs (a chat-only
+        server, or one that ignores ``echo``) fails each request with a message saying so, logged
+        once. Echoed tokens whose text does not end with the target fail the request too: measured
+        on llama-cpp-python 0.3's server, echoed log-probs are shifted by one token unless the prompt
+        starts with the model's BOS token (SmolLM2's ``<|im_start|>``, so a ChatML prompt is fine and
+        the plain layout is not); this check turns that into a clear error rather than a wrong score.
+        """
+        requests = list(requests)
+        if not requests:
+            return []
+        loop = self._ensure_loop()
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("OpenAIBackend.logprobs called from its own event loop thread")
+        results = asyncio.run_coroutine_threadsafe(self._logprob_batch(requests), loop).result()
+        return self.account(results)
+
+    async def _logprob_batch(self, requests: list[LogprobRequest]) -> list[LogprobResponse | BackendFailure]:
+        return list(await asyncio.gather(*(self._logprob_one(r) for r in requests)))
+
+    async def _logprob_one(self, request: LogprobRequest) -> LogprobResponse | BackendFailure:
+        try:
+            return await self._logprob_unsafe(request)
+        except Exception as exc:  # a bug or an unforeseen error is this request's failure, not the batch's
+            self._breaker.record_success()
+            log.debug("backend %s: unexpected %s", self.name, type(exc).__name__, exc_info=True)
+            return BackendFailure("other", self._scrub(f"{type(exc).__name__}: {exc}"))
+
+    async def _logprob_unsafe(self, request: LogprobRequest) -> LogprobResponse | BackendFailure:
+        context, target, truncated = self._logprob_text(request)
+        if not target:
+            return LogprobResponse((), (), self.model, truncated_input=truncated)
+        if not context:
+            return BackendFailure("other", "the context is empty: no token to predict the target's first token from")
+        body = {
+            "model": self.model,
+            "prompt": context + target,
+            "echo": True,
+            "logprobs": 1,
+            "max_tokens": 1,
+            "temperature": 0.0,
+        }
+        refusal: list[int | None] = []
+
+        def refused(failure: _Attempt, _body: Mapping[str, Any]) -> bool:
+            if failure.status in _NO_ECHO_STATUSES:
+                refusal.append(failure.status)
+            return False
+
+        def parse(content: bytes, latency: float) -> LogprobResponse:
+            return self._parse_echo(content, latency, target, truncated)
+
+        result = await self._exchange(
+            self._completions_url, lambda: body, estimate_tokens(len(context) + len(target)) + 1, parse, refused=refused
+        )
+        if isinstance(result, BackendFailure) and (refusal or result.message.startswith(_NO_ECHO)):
+            if refusal:
+                result = replace(
+                    result, message=f"{_NO_ECHO} (the server refused {self._completions_url.rsplit('/', 2)[-1]}"
+                    f" with echo and logprobs: {result.message})",
+                )
+            if "echo" not in self.unsupported:
+                self.unsupported.add("echo")
+                log.warning("backend %s: %s", self.name, result.message)
+        return result
+
+    def _logprob_text(self, request: LogprobRequest) -> tuple[str, str, bool]:
+        """(context, target, truncated) as text, cut to ``max_context_tokens`` (estimated) if set."""
+        context = clean_surrogates(request.prefix)
+        if request.messages:
+            turns = "".join(
+                f"{clean_surrogates(str(m.get('role', 'user')))}: {clean_surrogates(str(m.get('content', '')))}\n"
+                for m in request.messages
+            )
+            context = turns + "assistant:" + context
+        target = clean_surrogates(request.target)
+        limit = self.config.max_context_tokens
+        if limit is None or len(context) + len(target) <= limit * 4:
+            return context, target, False
+        room = limit * 4
+        if request.truncation == "completion_right":
+            context = context[len(context) - min(len(context), room - 4) :]
+            target = target[: room - len(context)]
+        else:
+            target = target[: room - 4]
+            context = context[len(context) - (room - len(target)) :]
+        return context, target, True
+
+    def _parse_echo(self, content: bytes, latency: float, target: str, truncated: bool) -> LogprobResponse:
+        try:
+            data = json.loads(content)
+        except (ValueError, UnicodeDecodeError):
+            raise _Attempt("malformed", f"response is not JSON ({len(content)} bytes)") from None
+        try:
+            choice = data["choices"][0]
+            logprobs = choice.get("logprobs")
+            if not isinstance(logprobs, Mapping) or not logprobs.get("tokens"):
+                raise _Attempt("malformed", f"{_NO_ECHO} (the response has no token log-probs)")
+            tokens = [str(t) for t in logprobs["tokens"]]
+            offsets = [int(o) for o in logprobs["text_offset"]]
+            values = list(logprobs["token_logprobs"])
+            if not (len(tokens) == len(offsets) == len(values)):
+                raise ValueError("tokens, text_offset and token_logprobs differ in length")
+            usage = data.get("usage") or {}
+            generated = int(usage.get("completion_tokens") or 0)
+            echoed = len(tokens) - generated
+            if echoed <= 0 or offsets[0] != 0:
+                raise _Attempt("malformed", f"{_NO_ECHO} (the log-probs cover only the generated text)")
+            end = offsets[echoed] if echoed < len(offsets) else offsets[-1] + len(tokens[-1])
+            start = end - len(target)
+            first = echoed
+            while first > 0 and (offsets[first - 1] >= start or offsets[first - 1] + len(tokens[first - 1]) > start):
+                first -= 1
+            picked = values[first:echoed]
+            if first == 0 or any(v is None for v in picked):
+                raise _Attempt("malformed", "the server gave no log-prob for the target's first token (no context before it)")
+            if not _ascii("".join(tokens[first:echoed])).endswith(_ascii(target)):
+                raise _Attempt("malformed", _MISALIGNED)
+            return LogprobResponse(
+                logprobs=tuple(float(v) for v in picked),
+                tokens=tuple(tokens[first:echoed]),
+                model=str(data.get("model") or self.model),
+                prompt_tokens=first,
+                completion_tokens=echoed - first,
+                truncated_input=truncated,
+                latency_s=latency,
+            )
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+            raise _Attempt("malformed", f"response is not an echoed completion ({type(exc).__name__}: {exc})"[:300]) from None
 
     # -- context fitting --------------------------------------------------------------------
     def _fit_context(self, request: ChatRequest) -> tuple[list[dict[str, str]], bool]:
@@ -411,6 +604,12 @@ class OpenAIBackend(CachingBackend):
         return text
 
 
+
+
+def _ascii(text: str) -> str:
+    """``text`` without its non-ASCII characters: servers decode a token that holds part of a
+    multi-byte character as "" or U+FFFD, so only ASCII is compared when checking the alignment."""
+    return text.encode("ascii", "ignore").decode("ascii")
 
 
 def _schema_name(template: str) -> str:

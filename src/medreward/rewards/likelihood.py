@@ -37,6 +37,9 @@ class LikelihoodParams(ComponentParams):
     debias: bool = False
     clip_negative: bool = Field(default=False, description="RLPR threshold_0: a negative debiased value becomes 0.")
     truncation: Literal["prompt_left", "completion_right"] = "prompt_left"
+    prompt_layout: Literal["backend", "chatml"] = Field(
+        default="backend", description="'backend': the backend lays out the messages; 'chatml': rendered here as ChatML."
+    )
     max_completion_chars: int = Field(default=50_000, ge=100, description="Longer reasoning keeps its last characters.")
 
     @field_validator("target_template")
@@ -104,6 +107,14 @@ class Likelihood(ModelComponent):
       follow-up text right after the completion), with ``target = "follow_up"``.
     - ``"none"``: no reasoning at all (only ``<answer>`` for ``before_answer``-style targets): the
       prompt-only baseline.
+
+    **Prompt layout** (``prompt_layout``): ``"backend"`` (default) lets the backend lay out the messages
+    (``transformers``: the tokenizer's chat template; ``openai``: plain ``role: content`` lines, since a
+    ``/completions`` server is sent text); ``"chatml"`` renders them here as ChatML
+    (``<|im_start|>role\ncontent<|im_end|>\n`` per turn, then ``<|im_start|>assistant\n``, no default
+    system message) and sends the text as the prefix, so both backends read the same text — use it
+    for ChatML models (SmolLM2, Qwen) behind llama-cpp-python's server, whose echoed log-probs are
+    only aligned when the prompt starts with the BOS token (``<|im_start|>`` for SmolLM2).
 
     The debiasing baseline uses the prefix of ``"none"`` (``<answer>`` under ``before_answer``, ``separator``
     under ``completion``). The *target* is ``reference[field]`` (``field`` defaults to ``"answer"`` for
@@ -204,8 +215,11 @@ class Likelihood(ModelComponent):
             except TextTypeError as exc:
                 results[i] = ComponentScore.error(f"bad input: {exc}")
                 continue
-            main = add(LogprobRequest(messages, target, prefix, p.truncation))
-            base = add(LogprobRequest(messages, target, self._baseline_prefix(), p.truncation)) if p.debias else None
+            head = ""
+            if p.prompt_layout == "chatml" and messages:
+                head, messages = _chatml(messages), ()
+            main = add(LogprobRequest(messages, target, head + prefix, p.truncation))
+            base = add(LogprobRequest(messages, target, head + self._baseline_prefix(), p.truncation)) if p.debias else None
             wanted.append((i, main, base))
         responses = self._logprobs(requests)
         for i, main, base in wanted:
@@ -269,6 +283,12 @@ def _statistics(logprobs: Sequence[float]) -> dict[str, float] | None:
     total = math.fsum(logprobs)
     n = len(logprobs)
     return {"sum": total, "mean": total / n, "mean_prob": math.fsum(math.exp(v) for v in logprobs) / n}
+
+
+def _chatml(messages: Sequence[Mapping[str, str]]) -> str:
+    """The messages in ChatML with the assistant's turn opened (no default system message)."""
+    turns = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+    return turns + "<|im_start|>assistant\n"
 
 
 def _messages(prompt: Any) -> tuple[dict[str, str], ...]:
