@@ -1,4 +1,4 @@
-"""Phrases stated in prose, negation-aware: is "beta blocker" said, and said without "no"?
+r"""Phrases stated in prose, negation-aware: is "beta blocker" said, and said without "no"?
 
 A text is read once (:class:`PhraseIndex`): its whitespace-collapsed view and negated spans come
 from :func:`medreward.parse.scopes.negation_view`; its words (runs of letters, digits and
