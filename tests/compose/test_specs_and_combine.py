@@ -12,6 +12,7 @@ from medreward import Scorer, Status
 from medreward.compose.aggregate import normalize_then_sum
 from medreward.compose.spec import Spec, list_presets, load_spec
 from medreward.errors import SpecError
+from medreward.rewards.base import registered_kinds
 
 FORMAT = {"name": "format", "kind": "format.tags"}
 CHOICE = {"name": "choice", "kind": "choice", "params": {"field": "answer"}}
@@ -86,10 +87,8 @@ def test_bad_specs_name_the_bad_field(data, message):
         (spec(FORMAT, {**FORMAT, "name": "f2", "wieght": 1}),
          "spec: components.1.wieght: unknown parameter"),
         (spec(FORMAT, {**FORMAT, "name": "f2", "kind": "nope"}),
-         "spec: components.1.kind: unknown component kind 'nope'; known kinds: choice, classification, format.tags, "
-         "icd_codes, iou, judge, length, multilabel, numeric, pairwise, reasoning_pattern, repetition, rubric, "
-         "self_rubric "
-         "(or give a custom one as 'package.module:ClassName')"),
+         "spec: components.1.kind: unknown component kind 'nope'; known kinds: " + ", ".join(sorted(registered_kinds()))
+         + " (or give a custom one as 'package.module:ClassName')"),
         (spec(FORMAT, {**FORMAT, "name": "f2", "params": {"tags": ["a b"], "colour": 1}}),
          "spec: components.1.params.tags: Value error, tag name 'a b' must be a bare name like 'answer'; "
          "components.1.params.colour: unknown parameter"),
@@ -286,3 +285,18 @@ def test_not_applicable_records_are_counted_and_warned_once_per_batch(caplog):
         "1 of 2 records are not_applicable (no reward); first: "
         "required component 'substances' does not apply (reference has no 'substances')",
     ]
+
+
+def test_presets_needing_a_missing_extra_are_listed_apart_not_fatal(monkeypatch):
+    import importlib.util
+
+    from medreward.compose.spec import unavailable_presets
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a, **k: None if name.split(".")[0] == "sentence_transformers" else real(name, *a, **k))
+    presets = list_presets()
+    assert "medix_semantic" not in presets and "toxicology" in presets
+    assert "pip install 'medreward[models]'" in unavailable_presets()["medix_semantic"]
+    monkeypatch.undo()
+    assert "medix_semantic" in list_presets() and unavailable_presets() == {}

@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.table import Table
 
-from ..compose.spec import list_presets, load_spec, preset_path
+from ..compose.spec import list_presets, load_spec, preset_path, unavailable_presets
 from .console import out, user_errors
 
 specs_app = typer.Typer(help="List the shipped reward specs (presets) or show one.", invoke_without_command=True)
@@ -30,6 +30,8 @@ def specs_list(ctx: typer.Context) -> None:
             f"{c.name}:{c.kind} ({c.weight:g}{', gate' if c.gate else ''})" for c in spec.components
         )
         table.add_row(name, spec.task or "", parts, spec.aggregate, spec.description)
+    for name, reason in unavailable_presets().items():
+        table.add_row(name, "", "[dim]not available here[/dim]", "", reason)
     out.print(table)
 
 

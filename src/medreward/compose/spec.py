@@ -71,7 +71,7 @@ from ..backends.models import resolve_model
 from ..errors import SpecError
 from ..rewards.base import RewardComponent, component_class, format_validation_error
 
-__all__ = ["ComponentSpec", "Requirements", "Spec", "list_presets", "load_spec", "preset_path"]
+__all__ = ["ComponentSpec", "Requirements", "Spec", "list_presets", "load_spec", "preset_path", "unavailable_presets"]
 
 Aggregate = Literal["weighted_sum", "normalize_then_sum"]
 #: backend kinds whose model is local weights, checked to exist when the spec loads
@@ -410,12 +410,32 @@ def _presets_dir():
 
 
 def list_presets() -> dict[str, Spec]:
-    """The specs shipped in the package, by name."""
-    out = {}
+    """The specs shipped in the package, by name — those this install can load: a preset whose
+    components need an optional extra that is not installed (``medix_semantic`` without
+    ``medreward[models]``) is left out; :func:`unavailable_presets` says why."""
+    return {name: spec for name, spec in _load_presets().items() if isinstance(spec, Spec)}
+
+
+def unavailable_presets() -> dict[str, str]:
+    """The shipped presets this install cannot load, with the reason (which extra to install)."""
+    return {name: spec for name, spec in _load_presets().items() if isinstance(spec, str)}
+
+
+def _load_presets() -> dict[str, Spec | str]:
+    out: dict[str, Spec | str] = {}
     for entry in sorted(_presets_dir().iterdir(), key=lambda p: p.name):
         if entry.name.endswith(".toml"):
-            out[entry.name[:-5]] = Spec.from_toml(entry.read_text("utf-8"), source=f"preset {entry.name}")
+            try:
+                out[entry.name[:-5]] = Spec.from_toml(entry.read_text("utf-8"), source=f"preset {entry.name}")
+            except SpecError as exc:
+                if _NEEDS_EXTRA not in str(exc):  # a broken shipped preset is a bug: say so
+                    raise
+                out[entry.name[:-5]] = str(exc)
     return out
+
+
+#: what the message of a component or backend that needs a missing optional extra contains
+_NEEDS_EXTRA = "pip install 'medreward["
 
 
 def preset_path(name: str):
