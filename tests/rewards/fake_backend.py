@@ -82,6 +82,41 @@ class FakeScoringBackend(FakeBackend):
         return out
 
 
+class FakeLogprobBackend(FakeScoringBackend):
+    """A :class:`FakeScoringBackend` that also gives target log-probabilities
+    (:class:`~medreward.backends.scoring.LogprobBackend`): ``scorer(request)`` gives the target's
+    per-token log-probs (a tuple of floats) or a :class:`BackendFailure`; the default gives one value
+    per character of the target, a deterministic function of the whole text in ``(-5, -0.01]``.
+    ``logprob_calls`` records each ``logprobs()`` call's requests."""
+
+    def __init__(self, answers=(), *, logprobs=None, name: str = "lm", model: str = "fake-lm-1") -> None:
+        super().__init__(answers, name=name, model=model)
+        self._logprobs = logprobs
+        self.logprob_calls: list[list] = []
+
+    @staticmethod
+    def _default_logprobs(request) -> tuple[float, ...]:
+        context = "".join(str(m.get("content", "")) for m in request.messages) + request.prefix
+        base = sum(ord(c) for c in context) % 89
+        return tuple(-0.01 - ((base + 7 * i + ord(c)) % 500) / 100.0 for i, c in enumerate(request.target))
+
+    def logprobs(self, requests):
+        from medreward.backends.scoring import LogprobResponse
+
+        self.logprob_calls.append(list(requests))
+        out = []
+        for request in requests:
+            answer = (self._logprobs or self._default_logprobs)(request)
+            if not isinstance(answer, BackendFailure):
+                answer = LogprobResponse(
+                    logprobs=tuple(answer), tokens=tuple(request.target)[: len(answer)], model=self.model,
+                    prompt_tokens=len(request.prefix) // 4 + 1, completion_tokens=len(answer),
+                )  # fmt: skip
+            self.stats.record(answer)
+            out.append(answer)
+        return out
+
+
 class FakeEmbedder:
     """An in-process embedding backend (``embed``): a text's vector is its unit-normalised counts of
     characters bucketed by code point mod ``dims`` (deterministic, any text in, no model). ``fail``
@@ -124,7 +159,7 @@ class FakeEmbedder:
         pass
 
 
-class FakeModelBackend(FakeScoringBackend):
+class FakeModelBackend(FakeLogprobBackend):
     """The richest fake above that also embeds (as :class:`FakeEmbedder` does), so one fake serves
     every model-backed kind (the fuzz test binds it to each)."""
 

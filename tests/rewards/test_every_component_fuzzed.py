@@ -46,6 +46,7 @@ CONFIGS = {
     "readability": ({"target_grade": [4, 8]}, {}),
     "error_correction": ({}, {"has_error": True, "sentence_id": 3, "corrected": "Start aspirin 81 mg daily."}),
     "reward_model": ({"backend": "rm"}, {}),
+    "likelihood": ({"debias": True}, {"answer": "aspirin"}),
 }
 # kinds that need a prompt to apply (self_rubric writes its rubric from it)
 PROMPTS = {"self_rubric": "What should I do about crushing chest pain?"}
