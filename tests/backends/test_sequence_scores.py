@@ -203,3 +203,23 @@ def test_weights_that_cannot_load_fail_every_request_with_the_reason(tmp_path):
     assert "as a sequence classifier" in results[0].message and str(tmp_path) in results[0].message
     assert backend.score([ask("e", "f")])[0].message == results[0].message  # remembered, not reloaded
 
+
+
+@pytest.mark.parametrize(
+    ("mode", "limit", "expected"),
+    [
+        ("prompt_left", 20, ([1, 2, 3, 4, 5, 10, 11, 12, 90, 91], False)),  # fits: unchanged
+        ("prompt_left", 7, ([1, 5, 10, 11, 12, 90, 91], True)),  # BOS kept, the prompt's start dropped
+        ("prompt_left", 4, ([1, 12, 90, 91], True)),  # completion + closing too long: their start goes
+        ("completion_right", 8, ([1, 2, 3, 4, 5, 10, 90, 91], True)),  # the completion's end dropped
+        ("completion_right", 5, ([1, 4, 5, 90, 91], True)),  # the prompt alone is too long: its start goes
+    ],
+)
+def test_truncation_rules_on_token_ids(mode, limit, expected):
+    from medreward.backends.sequence_scores import _truncate
+
+    cut = _truncate([1, 2, 3, 4, 5], [10, 11, 12], [90, 91], limit, mode, bos=1)
+    assert (cut.ids, cut.truncated) == expected and len(cut.ids) <= limit
+    without_bos = _truncate([7, 2, 3, 4, 5], [10, 11, 12], [90, 91], 7, "prompt_left", bos=1)
+    assert without_bos.ids == [4, 5, 10, 11, 12, 90, 91]
+    assert _truncate([1, 2], [3], [4], 1, mode, bos=1).ids == [4]  # no room for the BOS: the last token

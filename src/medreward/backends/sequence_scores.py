@@ -189,18 +189,17 @@ def _truncate(head: list[int], body: list[int], tail: list[int], limit: int | No
     total = len(head) + len(body) + len(tail)
     if not limit or total <= limit:
         return _Input(head + body + tail, False)
-    keep_bos = bool(head) and bos is not None and head[0] == bos
+    keep_bos = bool(head) and bos is not None and head[0] == bos and limit > 1
     lead = [head[0]] if keep_bos else []
     if mode == "completion_right":
         room = limit - len(head) - len(tail)
         if room >= 0:
             return _Input(head + body[:room] + tail, True)
-        rest = (head + tail)[len(head) + len(tail) - (limit - len(lead)) :] if limit > len(lead) else []
+        rest = (head[len(lead) :] + tail)[len(head) - len(lead) + len(tail) - (limit - len(lead)) :]
         return _Input(lead + rest, True)
     # prompt_left: drop the prompt's start, then (if still too long) the start of what remains
-    rest = (head[len(lead) :] + body + tail)
-    rest = rest[len(rest) - (limit - len(lead)) :] if limit > len(lead) else rest[-limit:]
-    return _Input(lead + rest, True)
+    rest = head[len(lead) :] + body + tail
+    return _Input(lead + rest[len(rest) - (limit - len(lead)) :], True)
 
 
 # -- the forward pass -------------------------------------------------------------------------
