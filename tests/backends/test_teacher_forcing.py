@@ -216,3 +216,28 @@ def test_logprobs_are_finite_and_nonpositive(tiny_lm):
     path, _, _ = tiny_lm
     for result in make(path).logprobs(REQUESTS):
         assert all(math.isfinite(v) and v <= 0 for v in result.logprobs)
+
+
+def test_left_padding_and_only_the_target_positions_reach_the_output_head(tiny_lm, monkeypatch):
+    import functools
+
+    path, model, tok = tiny_lm
+    backend = make(path, max_batch_tokens=100_000)
+    lm, _ = backend.causal_lm()
+    real = lm.forward
+    seen: list[dict] = []
+
+    @functools.wraps(real)
+    def forward(*args, **kwargs):
+        out = real(*args, **kwargs)
+        seen.append({"keep": kwargs.get("logits_to_keep"), "mask": kwargs["attention_mask"], "logits": tuple(out.logits.shape)})
+        return out
+
+    monkeypatch.setattr(lm, "forward", forward)
+    results = backend.logprobs(REQUESTS)
+    [call] = seen
+    longest_target = max(len(tok(r.target, add_special_tokens=False)["input_ids"]) for r in REQUESTS)
+    assert call["keep"] == longest_target + 1 and call["logits"][1] == longest_target + 1
+    assert bool(call["mask"][:, -1].all()) and not bool(call["mask"][:, 0].all())  # left padding
+    for request, result in zip(REQUESTS, results):
+        assert sum(result.logprobs) == pytest.approx(sum(reference_logprobs(model, tok, request)), abs=1e-4)

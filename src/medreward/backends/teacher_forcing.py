@@ -27,14 +27,19 @@ token are kept: a target longer than the whole window is cut at its end even und
 a context that leaves no room under ``completion_right`` loses its start. ``truncated_input`` records it.
 
 **Batching**: requests are packed by length under ``max_batch_tokens`` (rows × longest row) with
-:func:`~medreward.backends.batching.run_packed`; rows are right-padded, with an attention mask and
-explicit position ids ``0 .. n-1`` per row, under ``torch.inference_mode``. A batch that raises (out of
+:func:`~medreward.backends.batching.run_packed`; rows are left-padded, with an attention mask and
+explicit position ids ``0 .. n-1`` from each row's first real token, under ``torch.inference_mode``.
+Left padding puts every target at the end of its row, so the model's output head runs only on the last
+``longest target + 1`` positions (``logits_to_keep``, for models that take it): the logits of a batch
+are ``rows × (target + 1) × vocabulary`` rather than ``rows × width × vocabulary`` (a 49k vocabulary at
+16k tokens would be 3 GB of fp32 logits). A batch that raises (out of
 memory) is split in two and retried; a request that fails alone gets a ``BackendFailure`` and the others
 are unaffected. Results come back in input order.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Sequence
@@ -161,25 +166,31 @@ def _forward(model: Any, tokenizer: Any, batch: list[TokenizedRequest], pad: int
     import torch
 
     width = max(t.length for t in batch)
+    keep = max(len(t.target) for t in batch) + 1  # logits of the positions that predict a target token
     input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
     attention = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, t in enumerate(batch):  # right padding: every row starts at position 0
-        input_ids[row, : t.length] = torch.tensor(t.context + t.target, dtype=torch.long)
-        attention[row, : t.length] = 1
-    positions = torch.arange(width, dtype=torch.long).unsqueeze(0).expand(len(batch), width)
+    for row, t in enumerate(batch):  # left padding: every target ends at the last position
+        input_ids[row, width - t.length :] = torch.tensor(t.context + t.target, dtype=torch.long)
+        attention[row, width - t.length :] = 1
+    positions = (attention.cumsum(dim=1) - 1).clamp(min=0)  # each row counts from 0 at its first real token
     device = model.device
+    kwargs: dict[str, Any] = {}
+    if _takes_logits_to_keep(model):
+        kwargs["logits_to_keep"] = keep  # the lm head runs on the last `keep` positions only, not the whole batch
     started = time.perf_counter()
     with torch.inference_mode():
         logits = model(
-            input_ids=input_ids.to(device), attention_mask=attention.to(device), position_ids=positions.to(device)
+            input_ids=input_ids.to(device), attention_mask=attention.to(device), position_ids=positions.to(device), **kwargs
         ).logits
+        logits = logits[:, -keep:]  # position j of this slice is position width - keep + j of the row
         values: list[list[float]] = []
         for row, t in enumerate(batch):
-            c, n = len(t.context), len(t.target)
+            n = len(t.target)
             if n == 0:
                 values.append([])
                 continue
-            rows = torch.log_softmax(logits[row, c - 1 : c + n - 1].float(), dim=-1)  # fp32 whatever the model's dtype
+            # the target's tokens sit at width-n .. width-1 and are predicted from width-n-1 .. width-2
+            rows = torch.log_softmax(logits[row, keep - n - 1 : keep - 1].float(), dim=-1)  # fp32 whatever the dtype
             ids = torch.tensor(t.target, dtype=torch.long, device=rows.device).unsqueeze(1)
             values.append(rows.gather(1, ids).squeeze(1).tolist())
     latency = time.perf_counter() - started
@@ -195,6 +206,13 @@ def _forward(model: Any, tokenizer: Any, batch: list[TokenizedRequest], pad: int
         )
         for t, v in zip(batch, values)
     ]
+
+
+def _takes_logits_to_keep(model: Any) -> bool:
+    try:
+        return "logits_to_keep" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _short(exc: BaseException) -> str:
