@@ -69,7 +69,9 @@ _PREFIXES = frozenset(
     }
 )  # fmt: skip
 # Chinese list punctuation read as its ASCII counterpart ("阿片类、乙醇" is a two-label list).
-_CJK_PUNCTUATION = str.maketrans({"、": ",", "，": ",", "；": ";", "：": ":", "（": "(", "）": ")", "【": "[", "】": "]", "。": "."})
+_CJK_PUNCTUATION = str.maketrans(
+    {"、": ",", "，": ",", "；": ";", "：": ":", "（": "(", "）": ")", "【": "[", "】": "]", "。": "."}
+)
 _OPEN, _CLOSE = "([{", ")]}"
 # A plain comma list ("opioids, Ethanol, toxic_alcohols"): word characters, spaces, hyphens and
 # commas only (one character class: linear). `_is_plain_list` adds the rest of the definition.

@@ -294,7 +294,8 @@ class ErrorCorrection(RewardComponent):
             correction = rouge_f(got.corrected, expected.corrected, use_stemmer=p.stemmer)["rouge1"]
         info.update(flag=flag, sentence=sentence, correction=correction)
         w = p.weights
-        value = (w.flag * flag + w.sentence * sentence + w.correction * correction) / (w.flag + w.sentence + w.correction)
+        total = w.flag * flag + w.sentence * sentence + w.correction * correction
+        value = total / (w.flag + w.sentence + w.correction)
         return ComponentScore(value, info=info)
 
     def _expected(self, reference: dict[str, Any]) -> Correction:
@@ -319,7 +320,8 @@ class ErrorCorrection(RewardComponent):
             return Correction(True, raw_sentence, raw_corrected.strip(), "reference")
         if raw_sentence not in (None, -1) or isinstance(raw_sentence, bool):
             raise RecordError(
-                f"reference.{p.sentence_field} must be null or -1 when {p.flag_field} is false, got {raw_sentence!r}"[:200]
+                f"reference.{p.sentence_field} must be null or -1 when {p.flag_field} is false, "
+                f"got {raw_sentence!r}"[:200]
             )
         if raw_corrected is not None and not (isinstance(raw_corrected, str) and _text(raw_corrected) is None):
             raise RecordError(
