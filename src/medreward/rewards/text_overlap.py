@@ -86,14 +86,21 @@ def rouge_f(prediction: str, reference: str, *, use_stemmer: bool = False) -> di
     return {name: float(scores[name].fmeasure) for name in _ROUGE_TYPES}
 
 
-def _bleu_chrf(prediction: str, reference: str) -> tuple[float, float]:
-    import sacrebleu
+@cache
+def _sacrebleu_metric(name: str, tokenize: str = "13a") -> Any:
+    """The metric objects ``sacrebleu.sentence_bleu`` / ``sentence_chrf`` build on every call (with
+    their defaults: effective order for BLEU), built once."""
+    from sacrebleu.metrics import BLEU, CHRF
 
+    return BLEU(tokenize=tokenize, effective_order=True) if name == "bleu" else CHRF()
+
+
+def _bleu_chrf(prediction: str, reference: str) -> tuple[float, float]:
     # sacrebleu's default 13a tokenizer keeps a run of Chinese characters as one word; its "zh"
     # tokenizer splits them (and treats other text as 13a does)
     tokenize = "zh" if has_cjk(prediction) or has_cjk(reference) else "13a"
-    bleu = sacrebleu.sentence_bleu(prediction, [reference], tokenize=tokenize).score / 100.0
-    chrf = sacrebleu.sentence_chrf(prediction, [reference]).score / 100.0
+    bleu = _sacrebleu_metric("bleu", tokenize).sentence_score(prediction, [reference]).score / 100.0
+    chrf = _sacrebleu_metric("chrf").sentence_score(prediction, [reference]).score / 100.0
     return bleu, chrf
 
 
