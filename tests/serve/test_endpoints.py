@@ -148,3 +148,13 @@ def test_cors_is_off(client):
     response = client.post("/v1/score", json=[TOX], headers={"Origin": "https://evil.example"})
     assert response.status_code == 200 and "access-control-allow-origin" not in response.headers
     assert "server" not in response.headers  # no version banner
+
+
+def test_echo_false_returns_ids_and_scores_only(client):
+    full = client.post("/v1/score", json=[TOX, MCQ]).json()["records"]
+    lean = client.post("/v1/score?echo=false", json=[TOX, {k: v for k, v in MCQ.items() if k != "id"}]).json()["records"]
+    keys = ("reward", "components", "status", "info")
+    assert lean[0] == {"id": "t1", **{k: full[0][k] for k in keys}}
+    assert lean[1] == {k: full[1][k] for k in keys}
+    assert client.post("/v1/score/mcq?echo=false", json=[MCQ]).json()["records"][0]["id"] == "m1"
+    assert_clean_error(client.post("/v1/score?echo=maybe", json=[TOX]), 422, "bad_parameter")

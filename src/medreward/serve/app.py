@@ -5,6 +5,7 @@ Endpoints (docs/serving.md has the full reference):
 * ``POST /v1/score``, ``POST /v1/score/{name}`` — rollout records in (a JSON array, or
   ``{"records": [...]}``), ``{"records": [scored records]}`` out, in input order, one per input
   (the record contract of docs/contracts.md: a bad record is an ``error`` record, not a failed request);
+  ``?echo=false`` returns each record's ``id`` and scores without the rest of the input record;
 * ``POST /get_reward``, ``POST /get_reward/{name}`` — OpenRLHF's remote reward model protocol:
   ``{"query", "prompts", "labels"}`` → ``{"rewards", "scores", "extra_logs"}``
   (:class:`medreward.integrations.openrlhf.OpenRLHFReward`);
@@ -20,6 +21,7 @@ no interactive documentation page.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -29,12 +31,14 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from ..integrations.openrlhf import OpenRLHFReward, PayloadError
 from ..integrations.scorers import SharedScorer
+from ..records import ScoredRecord
 from .config import ServeConfig
 from .limits import BodyLimit, Receive, Scope, Send
 from .metrics import RequestMetrics, ScorerCollector, new_registry
@@ -63,6 +67,7 @@ def create_app(config: ServeConfig) -> Any:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         log.info("serving %s", ", ".join(f"{n} ({r.spec.name})" for n, r in router.routes.items()))
+        gc.freeze()  # the loaded specs and modules live for good: keep them out of every collection
         yield
         executor.shutdown(wait=False, cancel_futures=True)  # uvicorn has let in-flight requests finish
 
@@ -80,6 +85,12 @@ def create_app(config: ServeConfig) -> Any:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         message = {404: "no such endpoint", 405: "method not allowed"}.get(exc.status_code, "request refused")
         return Response(error_body(code, message), status_code=exc.status_code, media_type="application/json")
+
+    @api.exception_handler(RequestValidationError)
+    async def _bad_parameter(_: Request, exc: RequestValidationError) -> Response:
+        where = ", ".join(".".join(str(p) for p in e.get("loc", ())) for e in exc.errors()[:5])
+        return Response(error_body("bad_parameter", f"invalid request parameter: {where}"), status_code=422,
+                        media_type="application/json")  # fmt: skip
 
     @api.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -100,28 +111,25 @@ def create_app(config: ServeConfig) -> Any:
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    # The handlers only take the body off the connection: parsing, scoring and serialising run on
+    # a scoring thread, so the event loop stays free for other connections and health probes.
     @api.post("/v1/score")
-    async def score(request: Request) -> Response:
-        records = _records(await request.body(), config.max_rollouts)
-        groups = router.split(records)
-        return await off_loop(_score_groups, groups, len(records))
+    async def score(request: Request, echo: bool = True) -> Response:
+        return await off_loop(_score_body, router, None, await request.body(), config.max_rollouts, echo)
 
     @api.post("/v1/score/{name}")
-    async def score_route(name: str, request: Request) -> Response:
+    async def score_route(name: str, request: Request, echo: bool = True) -> Response:
         route = router.route(name)
-        records = _records(await request.body(), config.max_rollouts)
-        return await off_loop(_score_groups, [(route, list(range(len(records))), records)], len(records))
+        return await off_loop(_score_body, router, route, await request.body(), config.max_rollouts, echo)
 
     @api.post("/get_reward")
     async def get_reward(request: Request) -> Response:
-        payload = _openrlhf_payload(await request.body(), config.max_rollouts)
-        return await off_loop(_get_reward, router.openrlhf, payload, router)
+        return await off_loop(_get_reward, router.openrlhf, await request.body(), config.max_rollouts, router)
 
     @api.post("/get_reward/{name}")
     async def get_reward_route(name: str, request: Request) -> Response:
         router.route(name)
-        payload = _openrlhf_payload(await request.body(), config.max_rollouts)
-        return await off_loop(_get_reward, router.openrlhf_by_route[name], payload, router)
+        return await off_loop(_get_reward, router.openrlhf_by_route[name], await request.body(), config.max_rollouts, router)
 
     app: Any = BodyLimit(api, max_bytes=config.max_body_bytes, timeout=config.body_timeout)
     if config.api_key is not None:
@@ -207,19 +215,34 @@ def _openrlhf_payload(body: bytes, limit: int) -> dict[str, Any]:
     return data
 
 
-def _score_groups(groups: list[tuple[Route, list[int], list[Any]]], n: int) -> Response:
-    """Score each route's records (on a scoring thread) and serialise the records in input order."""
+def _score_body(router: Router, route: Route | None, body: bytes, limit: int, echo: bool) -> Response:
+    """``/v1/score``: parse, route (``route``, else by each record's task), score, serialise."""
+    records = _records(body, limit)
+    groups = router.split(records) if route is None else [(route, list(range(len(records))), records)]
+    return _score_groups(groups, len(records), echo)
+
+
+def _score_groups(groups: list[tuple[Route, list[int], list[Any]]], n: int, echo: bool = True) -> Response:
+    """Score each route's records and serialise them in input order: each input record with the
+    scores added, or (``echo=False``) only its ``id`` (when it has one) and the scores."""
     out: list[Any] = [None] * n
     for route, where, items in groups:
         shared = route.scorer
         records, _ = shared.score(items)
         _trim(shared)
         for i, record in zip(where, records, strict=True):
-            out[i] = record.to_dict()
+            out[i] = record.to_dict() if echo else _scores_only(record)
     return Response(_dumps({"records": out}), media_type="application/json")
 
 
-def _get_reward(reward: OpenRLHFReward, payload: dict[str, Any], router: Router) -> Response:
+def _scores_only(record: ScoredRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": record.record["id"]} if "id" in record.record else {}
+    out.update(reward=record.reward, components=record.components, status=record.status.value, info=record.info)
+    return out
+
+
+def _get_reward(reward: OpenRLHFReward, body: bytes, limit: int, router: Router) -> Response:
+    payload = _openrlhf_payload(body, limit)
     try:
         result = reward.score_lists(payload["query"], payload.get("prompts"), payload.get("labels"))
     except PayloadError as exc:
