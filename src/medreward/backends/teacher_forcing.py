@@ -11,7 +11,8 @@ Layout of one request:
 
 **Tokenization boundary.** Context and target are tokenized *separately* (no special tokens added:
 the chat template already holds them) and their ids concatenated, as lm-eval-harness does for
-``loglikelihood`` requests. So the target's tokens are exactly the tokens of the target text, whatever
+``loglikelihood`` requests (it also moves the context's trailing spaces into the target; this does not:
+the target is exactly the text given). So the target's tokens are exactly the tokens of the target text, whatever
 the context ends with, and the same target is scored over the same tokens after every context (a
 joint tokenization could merge the last context characters with the first target characters, and the
 score would then cover a token that is half context). The price: where a joint tokenization would
