@@ -158,3 +158,27 @@ def test_echo_false_returns_ids_and_scores_only(client):
     assert lean[1] == {k: full[1][k] for k in keys}
     assert client.post("/v1/score/mcq?echo=false", json=[MCQ]).json()["records"][0]["id"] == "m1"
     assert_clean_error(client.post("/v1/score?echo=maybe", json=[TOX]), 422, "bad_parameter")
+
+
+def test_evaluate_is_reward_kits_evaluate_result(client, monkeypatch):
+    import medreward.integrations.reward_kit as rk
+
+    monkeypatch.setattr(rk, "RESULT_PACKAGE", "dict")
+    messages = [{"role": "user", "content": "Which letter?"}, {"role": "assistant", "content": "<think>.</think><answer>B</answer>"}]
+    single = client.post("/v1/evaluate", json={"task": "mcq", "messages": messages, "ground_truth": "B"})
+    assert single.status_code == 200, single.text
+    assert single.json() == rk.evaluate(messages, ground_truth="B", spec="mcq")
+    assert single.json()["score"] == 1.0 and set(single.json()) == {"score", "is_score_valid", "reason", "metrics", "error"}
+    tox = [{"role": "assistant", "content": [{"type": "text", "text": "<think>.</think><answer>opioids</answer>"}]}]
+    batch = client.post("/v1/evaluate", json=[
+        {"task": "toxicology", "messages": tox, "ground_truth": {"substances": ["opioids", "ethanol"]}},
+        {"task": "mcq", "messages": [], "ground_truth": "B"},
+        {"task": "mcq", "messages": messages, "ground_truth": {"answer": "Z", "options": ["x", "y"]}},
+    ]).json()  # fmt: skip
+    assert batch[0] == rk.evaluate(tox, ground_truth={"substances": ["opioids", "ethanol"]}, spec="toxicology")
+    assert batch[1]["is_score_valid"] is False and "messages" in batch[1]["error"]
+    assert batch[2]["is_score_valid"] is False and batch[2]["error"]
+    routed = client.post("/v1/evaluate/mcq", json={"messages": messages, "ground_truth": "C"}).json()
+    assert routed["score"] == 0.1 and routed["is_score_valid"] is True
+    assert_clean_error(client.post("/v1/evaluate", json={"messages": messages}), 422, "no_task")
+    assert_clean_error(client.post("/v1/evaluate", json="text"), 422, "bad_schema")

@@ -9,6 +9,8 @@ Endpoints (docs/serving.md has the full reference):
 * ``POST /get_reward``, ``POST /get_reward/{name}`` — OpenRLHF's remote reward model protocol:
   ``{"query", "prompts", "labels"}`` → ``{"rewards", "scores", "extra_logs"}``
   (:class:`medreward.integrations.openrlhf.OpenRLHFReward`);
+* ``POST /v1/evaluate``, ``POST /v1/evaluate/{name}`` — reward-kit / eval-protocol ``EvaluateResult``
+  for ``{"messages", "ground_truth"}`` requests (one, or an array) (:mod:`medreward.serve.evaluate`);
 * ``GET /healthz`` (the process answers), ``GET /readyz`` (specs loaded, model servers reachable),
   ``GET /metrics`` (Prometheus).
 
@@ -122,6 +124,15 @@ def create_app(config: ServeConfig) -> Any:
         route = router.route(name)
         return await off_loop(_score_body, router, route, await request.body(), config.max_rollouts, echo)
 
+    @api.post("/v1/evaluate")
+    async def evaluate(request: Request) -> Response:
+        return await off_loop(_evaluate_body, router, None, await request.body(), config.max_rollouts)
+
+    @api.post("/v1/evaluate/{name}")
+    async def evaluate_route(name: str, request: Request) -> Response:
+        route = router.route(name)
+        return await off_loop(_evaluate_body, router, route, await request.body(), config.max_rollouts)
+
     @api.post("/get_reward")
     async def get_reward(request: Request) -> Response:
         return await off_loop(_get_reward, router.openrlhf, await request.body(), config.max_rollouts, router)
@@ -233,6 +244,16 @@ def _score_groups(groups: list[tuple[Route, list[int], list[Any]]], n: int, echo
         for i, record in zip(where, records, strict=True):
             out[i] = record.to_dict() if echo else _scores_only(record)
     return Response(_dumps({"records": out}), media_type="application/json")
+
+
+def _evaluate_body(router: Router, route: Route | None, body: bytes, limit: int) -> Response:
+    """``/v1/evaluate``: reward-kit / eval-protocol ``EvaluateResult`` (see :mod:`.evaluate`)."""
+    from .evaluate import evaluate_requests
+
+    result = evaluate_requests(router, route, _loads(body), limit)
+    for shared in {id(r.scorer): r.scorer for r in router.routes.values()}.values():
+        _trim(shared)
+    return json_response(result)
 
 
 def _scores_only(record: ScoredRecord) -> dict[str, Any]:

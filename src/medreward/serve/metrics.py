@@ -30,7 +30,7 @@ __all__ = ["ENDPOINTS", "RequestMetrics", "ScorerCollector", "endpoint_of", "new
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 #: The endpoint label of each path prefix (anything else is ``other``: no label per path typed).
-ENDPOINTS: tuple[str, ...] = ("/v1/score", "/get_reward", "/healthz", "/readyz", "/metrics")
+ENDPOINTS: tuple[str, ...] = ("/v1/score", "/v1/evaluate", "/get_reward", "/healthz", "/readyz", "/metrics")
 
 
 def endpoint_of(path: str) -> str:
