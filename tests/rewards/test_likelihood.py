@@ -116,6 +116,15 @@ def test_missing_answer_tag_uses_the_whole_completion_and_says_so():
     assert score.info["answer_tag_missing"] is True
 
 
+def test_long_reasoning_keeps_its_end_and_the_cut_is_made_first():
+    reward, fake = component(max_completion_chars=100)
+    completion = "<think>" + "x" * 300 + "END</think><answer>Epinephrine</answer>" + "y" * 500
+    [score] = reward.score_batch([rollout(completion)])
+    prefix = fake.logprob_calls[0][0].prefix
+    assert prefix == ("x" * 300 + "END</think>")[-100:] + "<answer>"
+    assert score.info["completion_truncated"] is True
+
+
 def test_empty_completion_and_target_template():
     reward, fake = component(target_template="\\boxed{{{reference}}} </answer>", reasoning="before_answer")
     [score] = reward.score_batch([rollout("")])

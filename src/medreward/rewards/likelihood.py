@@ -169,24 +169,28 @@ class Likelihood(ModelComponent):
     # -- requests -------------------------------------------------------------------------------
     def _prefix(self, rollout: Rollout, info: dict[str, Any]) -> str:
         p = self.params
-        opening = f"<{p.answer_tag}>"
         if p.reasoning == "none":
-            return opening if p.target == "answer" else p.separator
+            return self._baseline_prefix()
         text = rollout.completion_text
+        if p.reasoning == "completion":
+            tail = p.separator
+        else:
+            cut = text.find(f"<{p.answer_tag}")  # VeriFree's cut: the first opening of the answer tag
+            if cut < 0:
+                info["answer_tag_missing"] = True
+                tail = f"\n<{p.answer_tag}>"
+            else:
+                text, tail = text[:cut], f"<{p.answer_tag}>"
         if len(text) > p.max_completion_chars:
             text = text[len(text) - p.max_completion_chars :]  # the reasoning's end is next to the answer
             info["completion_truncated"] = True
-        if p.reasoning == "completion":
-            return text + p.separator
-        cut = text.find(f"<{p.answer_tag}")
-        if cut < 0:
-            info["answer_tag_missing"] = True
-            return text + "\n" + opening
-        return text[:cut] + opening
+        return text + tail
 
     def _baseline_prefix(self) -> str:
+        """The prefix without reasoning: the answer opening (answer layout) or the separator."""
         p = self.params
-        return f"<{p.answer_tag}>" if p.reasoning == "before_answer" or (p.reasoning == "none" and p.target == "answer") else p.separator
+        answer_layout = p.reasoning == "before_answer" or (p.reasoning == "none" and p.target == "answer")
+        return f"<{p.answer_tag}>" if answer_layout else p.separator
 
     def score_batch(self, rollouts: Sequence[Rollout]) -> list[ComponentScore]:
         p = self.params
