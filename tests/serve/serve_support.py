@@ -146,3 +146,20 @@ def _expected(received: bytes) -> int:
         if line.lower().startswith(b"content-length:"):
             return len(head) + len(sep) + int(line.split(b":")[1])
     return len(received)
+
+
+#: a judge spec whose endpoint (the discard port) every test overrides with MEDREWARD_JUDGE_BASE_URL
+JUDGE_SPEC = """
+name = "judged"
+
+[backends.judge]
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+model = "medreward-judge"
+max_retries = 0
+timeout_s = 10
+
+[[components]]
+name = "judge"
+kind = "judge"
+"""

@@ -10,7 +10,7 @@ import time
 
 import httpx
 import pytest
-from serve_support import FAULTY_SPEC, launch, start_server, wait_ready
+from serve_support import FAULTY_SPEC, JUDGE_SPEC, launch, start_server, wait_ready
 
 pytest.importorskip("fastapi")
 
@@ -117,20 +117,6 @@ def test_kill_9_under_load_then_a_restart_serves_again(tmp_path):
             restarted.stop()
 
 
-JUDGE_SPEC = """
-name = "judged"
-
-[backends.judge]
-kind = "openai"
-base_url = "http://127.0.0.1:9/v1"
-model = "medreward-judge"
-max_retries = 0
-timeout_s = 10
-
-[[components]]
-name = "judge"
-kind = "judge"
-"""
 
 
 def _metric(text: str, name: str, **labels: str) -> float:
