@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 from bench_scoring import make_rollouts
@@ -61,7 +60,7 @@ async def client(port: int, requests: list[bytes], batch: int, until: float, lat
     """One keep-alive connection sending ``requests`` round-robin until ``until``."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     i = 0
-    expected = f'"status":'.encode()
+    expected = b'"status":'
     try:
         while time.perf_counter() < until:
             request = requests[i % len(requests)]

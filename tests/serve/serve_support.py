@@ -22,6 +22,19 @@ SUPPORT = str(Path(__file__).resolve().parents[1] / "support")
 KEY = "test-key-0123456789abcdef"  # long enough for check_bind
 
 
+def require(module: str) -> None:
+    """Skip the module's tests when ``module`` is missing, except under ``CI=true`` (then fail:
+    CI installs the ``serve`` extra, and a skipped server test would hide that it did not)."""
+    import importlib
+
+    import pytest
+
+    if os.environ.get("CI", "").lower() == "true":
+        importlib.import_module(module)
+    else:
+        pytest.importorskip(module)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

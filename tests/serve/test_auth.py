@@ -10,9 +10,9 @@ import sys
 
 import httpx
 import pytest
-from serve_support import KEY, SUPPORT, free_port, raw_request
+from serve_support import KEY, SUPPORT, free_port, raw_request, require
 
-pytest.importorskip("fastapi")
+require("fastapi")
 
 RECORD = {"completion": "<think>.</think><answer>opioids</answer>", "reference": {"substances": ["opioids"]}}
 

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from serve_support import require
 
 from medreward import Scorer
 from medreward.integrations.openrlhf import make_reward_func
 
-pytest.importorskip("fastapi")
-pytest.importorskip("prometheus_client")
+require("fastapi")
+require("prometheus_client")
 
 REPO = str(Path(__file__).resolve().parents[2])
 

@@ -10,9 +10,9 @@ import time
 
 import httpx
 import pytest
-from serve_support import FAULTY_SPEC, JUDGE_SPEC, launch, start_server, wait_ready
+from serve_support import FAULTY_SPEC, JUDGE_SPEC, launch, require, start_server, wait_ready
 
-pytest.importorskip("fastapi")
+require("fastapi")
 
 RECORDS = [{"id": "a", "completion": "please sleep"}, {"id": "b", "completion": "boom"}, {"id": "c", "completion": "fine"}]
 
@@ -130,7 +130,6 @@ def _metric(text: str, name: str, **labels: str) -> float:
 
 
 def test_model_rewards_count_calls_and_cache_hits_and_the_cache_survives_kill_9(tmp_path):
-    pytest.importorskip("httpx")
     from keyword_judge import KeywordJudgeServer
 
     spec = tmp_path / "judged.toml"

@@ -8,9 +8,9 @@ import time
 
 import httpx
 import pytest
-from serve_support import raw_request
+from serve_support import raw_request, require
 
-pytest.importorskip("fastapi")
+require("fastapi")
 
 MB = 2**20
 

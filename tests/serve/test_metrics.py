@@ -7,8 +7,9 @@ import json
 
 import httpx
 import pytest
+from serve_support import require
 
-pytest.importorskip("prometheus_client")
+require("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 

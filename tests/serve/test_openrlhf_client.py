@@ -11,10 +11,10 @@ import string
 from types import SimpleNamespace
 
 import pytest
-from serve_support import KEY
+from serve_support import KEY, require
 
-pytest.importorskip("fastapi")
-pytest.importorskip("aiohttp")
+require("fastapi")
+require("aiohttp")
 
 PROMPT = "<|im_start|>user\nPinpoint pupils, RR 6.<|im_end|>\n<|im_start|>assistant\n"
 RESPONSE = "<think>miosis, apnea</think><answer>opioids</answer><|im_end|>"

@@ -9,9 +9,9 @@ import sys
 
 import httpx
 import pytest
-from serve_support import KEY, SUPPORT, free_port
+from serve_support import KEY, SUPPORT, free_port, require
 
-pytest.importorskip("fastapi")
+require("fastapi")
 
 from medreward.serve.app import _score_groups  # noqa: E402
 from medreward.serve.config import API_KEY_ENV, CONFIG_ENV, ServeConfig  # noqa: E402
