@@ -405,3 +405,17 @@ def test_pickles_by_parameters_without_its_backends():
     assert copy.params == component.params and copy.name == component.name
     with pytest.raises(SpecError, match="no backend bound"):
         copy.score_batch([Rollout(completion="x")])
+
+
+@needs_models
+def test_implied_ensemble_from_params_models(models, logit):
+    from medreward import Scorer
+
+    spec = load_spec({"name": "e", "components": [{"name": "rm", "kind": "reward_model",
+                      "params": {"models": [str(models["rm1"]), str(models["rm1b"])], "ensemble": "min"}}]})  # fmt: skip
+    assert set(spec.backends) == {"rm1", "rm1b"} and spec.components[0].params["backends"] == ["rm1", "rm1b"]
+    [record] = Scorer(spec, use_cache=False).score([{"prompt": ROWS[0][0], "completion": ROWS[0][1]}])
+    assert record.reward == pytest.approx(min(logit("rm1", *ROWS[0])[0], logit("rm1b", *ROWS[0])[0]), abs=1e-5)
+    with pytest.raises(SpecError, match="neither a local model directory"):
+        load_spec({"name": "e", "components": [{"name": "rm", "kind": "reward_model",
+                   "params": {"models": [str(models["rm1"]), "/no/such/rm"]}}]})  # fmt: skip

