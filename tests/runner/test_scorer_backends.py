@@ -180,3 +180,63 @@ def test_take_stats_gives_increments_and_notices_replaced_stats():
     backends.close()
     with pytest.raises(RuntimeError, match="closed"):
         backends.get()
+
+
+def test_components_prepare_their_models_outside_the_first_batch_time_limit():
+    """A local model that loads slower than the batch time limit: loaded in prepare(), before the
+    components run under their deadlines, so the first batch is scored, not timed out."""
+    import time
+
+    from medreward.records import ComponentScore
+    from medreward.rewards.base import RewardComponent
+
+    class SlowToLoad(RewardComponent):
+        kind = "test.slow_to_load"
+        loaded = False
+
+        def backend_names(self):
+            return ("judge",)
+
+        def bind_backends(self, backends):
+            self._backend = backends["judge"]
+
+        def prepare(self):
+            time.sleep(1.5)  # longer than the 1 s batch limit below
+            self.loaded = True
+
+        def score_batch(self, rollouts):
+            return [ComponentScore.ok(1.0 if self.loaded else 0.0) for _ in rollouts]
+
+    component = SlowToLoad(name="yes")
+    with Scorer(SPEC, backend_factory=build_recording_backend, use_cache=False, time_limit=1.0,
+                batch_time_limit=1.0) as scorer:  # fmt: skip
+        scorer.components = [scorer.components[0], component]
+        records = scorer.score([{"completion": "x"}, {"completion": "y"}])
+    assert [r.status.value for r in records] == ["ok", "ok"]
+    assert [r.components["yes"] for r in records] == [1.0, 1.0]
+
+
+def test_a_failing_prepare_is_logged_and_the_samples_still_get_their_status(caplog):
+    from medreward.records import ComponentScore
+    from medreward.rewards.base import RewardComponent
+
+    class BrokenModel(RewardComponent):
+        kind = "test.broken_model"
+
+        def backend_names(self):
+            return ("judge",)
+
+        def bind_backends(self, backends):
+            pass
+
+        def prepare(self):
+            raise RuntimeError("cannot load model 'x': no such file")
+
+        def score_batch(self, rollouts):
+            return [ComponentScore.error("cannot load model 'x': no such file") for _ in rollouts]
+
+    with Scorer(SPEC, backend_factory=build_recording_backend, use_cache=False) as scorer:
+        scorer.components = [scorer.components[0], BrokenModel(name="yes")]
+        [record] = scorer.score([{"completion": "x"}])
+    assert record.status.value == "error" and "no such file" in record.info["error"]
+    assert "preparing its model failed" in caplog.text

@@ -134,6 +134,12 @@ class RewardComponent:
         :class:`~medreward.backends.BackendConfig`) suit this component (e.g. a reward model's weights
         are a sequence classifier); raise :class:`SpecError` saying what is wrong. Default: no check."""
 
+    def prepare(self) -> None:
+        """Load what scoring needs (local model weights) once the backends are bound, before the
+        first batch and outside the per-batch time limits, so a model that takes minutes to load
+        does not time out its first batch. The runner logs an exception here; the failure then
+        reaches each sample as an ``error``. Default: nothing."""
+
     def bind_backends(self, backends: Mapping[str, Any]) -> None:
         """Receive the built backends (name → :class:`~medreward.backends.Backend`) before scoring.
         The Scorer calls this in every process that scores; components are pickled without them."""

@@ -142,6 +142,14 @@ class RewardModel(ModelComponent):
             raise SpecError(f"{self.name}: backends {missing} are not among the bound backends {sorted(backends)}")
         self._bound = {m: backends[m] for m in self.params.members}
 
+    def prepare(self) -> None:
+        """Load every member's weights now (see :meth:`RewardComponent.prepare`)."""
+        from ..backends.sequence_scores import classifier_for
+
+        for backend in getattr(self, "_bound", {}).values():
+            if getattr(backend, "kind", None) == "transformers" and hasattr(backend, "source"):
+                classifier_for(backend)
+
     def _member(self, name: str) -> Any:
         bound = getattr(self, "_bound", None)
         if not bound:

@@ -142,6 +142,12 @@ class Semantic(ModelComponent):
     def reference_keys(self) -> tuple[str, ...]:
         return (self.params.field,)
 
+    def prepare(self) -> None:
+        """Load the embedding model now (see :meth:`RewardComponent.prepare`)."""
+        load = getattr(self.backend(), "load", None)
+        if callable(load):
+            load()
+
     def check_backends(self, configs: Mapping[str, Any]) -> None:
         """The backend must embed (kind ``sentence_transformers``) and its packages must be installed."""
         import importlib.util

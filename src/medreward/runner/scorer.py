@@ -299,6 +299,10 @@ class Scorer:
                         f"which the spec does not declare (declared: {', '.join(backends) or 'none'})"
                     )
                 component.bind_backends({n: backends[n] for n in names})
+                try:
+                    component.prepare()  # load local weights here, not under the first batch's time limit
+                except Exception as exc:  # noqa: BLE001 - the samples report it; scoring goes on
+                    log.warning("component %r: preparing its model failed: %s", component.name, exc)
         self._unbound = False
 
     # -- worker processes ---------------------------------------------------------------------
