@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 from bench_scoring import make_rollouts
@@ -39,10 +40,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(port: int, workers: int, threads: int) -> subprocess.Popen:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its children (uvicorn's worker processes), from /proc."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    try:
+        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def start_server(port: int, workers: int, threads: int, extra: list[str]) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-m", "medreward.cli.app", "serve", "--spec", "toxicology", "--port", str(port),
-         "--workers", str(workers), "--threads", str(threads)],
+         "--workers", str(workers), "--threads", str(threads), *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.monotonic() + 120
@@ -82,16 +101,18 @@ async def client(port: int, requests: list[bytes], batch: int, until: float, lat
         writer.close()
 
 
-async def run_level(port: int, requests: list[bytes], batch: int, clients: int, seconds: float) -> dict:
+async def run_level(port: int, pid: int, requests: list[bytes], batch: int, clients: int, seconds: float) -> dict:
     # warm-up: every connection and scoring thread once
     warm_lat: list[float] = []
     warm_err: list[str] = []
     await asyncio.gather(*(client(port, requests, batch, time.perf_counter() + 1.0, warm_lat, warm_err) for _ in range(clients)))
     latencies: list[float] = []
     errors: list[str] = []
+    cpu = cpu_seconds(pid)
     started = time.perf_counter()
     await asyncio.gather(*(client(port, requests, batch, started + seconds, latencies, errors) for _ in range(clients)))
     elapsed = time.perf_counter() - started
+    cpu = cpu_seconds(pid) - cpu
     ordered = sorted(latencies)
     return {
         "clients": clients,
@@ -100,6 +121,7 @@ async def run_level(port: int, requests: list[bytes], batch: int, clients: int, 
         "p50_ms": 1000 * statistics.median(ordered) if ordered else float("nan"),
         "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else float("nan"),
         "errors": len(errors) + len(warm_err),
+        "cpu_us_per_rollout": 1e6 * cpu / max(1, len(latencies) * batch),
     }
 
 
@@ -113,19 +135,21 @@ def encode_requests(rollouts: list[dict], batch: int, echo: bool = True) -> list
     return out
 
 
-def in_process(rollouts: list[dict], batch: int, seconds: float) -> tuple[float, float]:
-    """Rollouts/s of the in-process Scorer: one call over all rollouts (chunks of 256), and one call per ``batch``."""
+def in_process(rollouts: list[dict], batch: int, seconds: float) -> dict[str, float]:
+    """The in-process Scorer on the same rollouts: rollouts/s and CPU µs per rollout, for one call
+    over all of them (chunks of 256) and for one call per ``batch``."""
     scorer = Scorer("toxicology")
     scorer.score(rollouts[:512])  # warm
-    done, started = 0, time.perf_counter()
+    done, started, cpu = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - started < seconds:
         done += len(scorer.score(rollouts))
-    whole = done / (time.perf_counter() - started)
-    done, started = 0, time.perf_counter()
+    out = {"whole": done / (time.perf_counter() - started), "whole_cpu_us": 1e6 * (time.process_time() - cpu) / done}
+    done, started, cpu = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - started < seconds:
         for i in range(0, len(rollouts), batch):
             done += len(scorer.score(rollouts[i:i + batch]))
-    return whole, done / (time.perf_counter() - started)
+    out.update(per_batch=done / (time.perf_counter() - started), per_batch_cpu_us=1e6 * (time.process_time() - cpu) / done)
+    return out
 
 
 def main() -> None:
@@ -137,26 +161,37 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8, help="scoring threads per server process")
     parser.add_argument("--n", type=int, default=4096, help="distinct rollouts cycled through")
     parser.add_argument("--no-echo", action="store_true", help="POST /v1/score?echo=false (ids and scores only)")
+    parser.add_argument("--time-limit", default="10", help="the server's --time-limit ('inf': no watchdog thread)")
     args = parser.parse_args()
     rollouts = make_rollouts(args.n)
     requests = encode_requests(rollouts, args.batch, echo=not args.no_echo)
-    whole, per_batch = in_process(rollouts, args.batch, min(args.seconds, 5.0))
+    base = in_process(rollouts, args.batch, min(args.seconds, 5.0))
     port = free_port()
-    server = start_server(port, args.workers, args.threads)
+    server = start_server(port, args.workers, args.threads, ["--time-limit", args.time_limit])
     try:
-        levels = [asyncio.run(run_level(port, requests, args.batch, int(c), args.seconds)) for c in args.clients.split(",")]
+        levels = [asyncio.run(run_level(port, server.pid, requests, args.batch, int(c), args.seconds))
+                  for c in args.clients.split(",")]  # fmt: skip
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(30)
+    after = in_process(rollouts, args.batch, min(args.seconds, 5.0))  # the machine's load drifts: measure twice
+    whole = (base["whole"] + after["whole"]) / 2
+    whole_cpu = (base["whole_cpu_us"] + after["whole_cpu_us"]) / 2
     table = Table(title=f"medreward serve, toxicology, {args.batch} rollouts/request, workers={args.workers}, threads={args.threads}"
                   + (", echo=false" if args.no_echo else ""))
-    for column in ("clients", "requests", "rollouts/s", "p50 ms", "p99 ms", "errors", "vs in-process"):
+    for column in ("clients", "requests", "rollouts/s", "p50 ms", "p99 ms", "errors", "vs in-process", "server CPU µs/rollout",
+                   "CPU efficiency"):  # fmt: skip
         table.add_column(column, justify="right")
     for level in levels:
         table.add_row(str(level["clients"]), str(level["requests"]), f"{level['rollouts_per_s']:,.0f}", f"{level['p50_ms']:.1f}",
-                      f"{level['p99_ms']:.1f}", str(level["errors"]), f"{level['rollouts_per_s'] / whole:.2f}x")  # fmt: skip
+                      f"{level['p99_ms']:.1f}", str(level["errors"]), f"{level['rollouts_per_s'] / whole:.2f}x",
+                      f"{level['cpu_us_per_rollout']:.1f}", f"{whole_cpu / level['cpu_us_per_rollout']:.2f}x")  # fmt: skip
     console.print(table)
-    console.print(f"in-process Scorer: {whole:,.0f} rollouts/s in one call; {per_batch:,.0f} rollouts/s called per {args.batch}")
+    console.print(f"in-process Scorer: {base['whole']:,.0f} / {after['whole']:,.0f} rollouts/s (before / after) in one call "
+                  f"({whole_cpu:.1f} CPU µs/rollout); {base['per_batch']:,.0f} / {after['per_batch']:,.0f} rollouts/s "
+                  f"called per {args.batch} ({(base['per_batch_cpu_us'] + after['per_batch_cpu_us']) / 2:.1f} CPU µs/rollout)")
+    console.print("CPU efficiency = the in-process Scorer's CPU per rollout / the server's: the throughput ratio on an idle "
+                  "machine with as many cores for each (the load of other jobs does not change it much)")
     console.print(f"machine: {os.cpu_count()} CPUs; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1/5/15 min)")
 
 
