@@ -122,11 +122,27 @@ def score_command(
     cache: Path | None = CACHE_OPTION,
     no_cache: bool = NO_CACHE_OPTION,
     stats_json: Path | None = STATS_JSON_OPTION,
+    ray: bool = typer.Option(
+        False, "--ray",
+        help="Score on a Ray cluster with Ray Data (pip install 'medreward[ray]'; docs/distributed.md); "
+        "--workers sets the scoring actors (0: one per CPU).",
+    ),
+    address: str | None = typer.Option(
+        None, "--address", help="With --ray: the Ray cluster to join ('auto', ray://HOST:10001); default: $RAY_ADDRESS, else a local one.",
+    ),
 ) -> None:
     """Score a file of rollouts with a spec and print a summary.
 
     A file that cannot be read to its end (a truncated .gz) is scored up to the damage, written,
     and then reported with exit code 2."""
+    if ray or address is not None:  # the same options, scored on a Ray cluster
+        from ..distributed.cli_ray import score_on_ray_command
+
+        return score_on_ray_command(
+            input, spec, output, workers=workers, time_limit=time_limit, isolation=isolation, chunk_size=chunk_size,
+            quiet=quiet, resume=resume, backend_url=backend_url, cache=cache, no_cache=no_cache,
+            stats_json=stats_json, ray=ray, address=address,
+        )  # fmt: skip
     scorer = build_scorer(spec, workers, time_limit, isolation, chunk_size, backend_url, cache, no_cache, stats_json)
     try:
         run_scoring(scorer, input, output, quiet=quiet, resume=resume, stats_json=stats_json)
