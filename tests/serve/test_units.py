@@ -62,6 +62,8 @@ def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
 def test_start_up_mistakes_are_messages():
     run = _serve("--spec", "no_such_preset")
     assert run.returncode == 2 and "toxicology" in run.stderr and "Traceback" not in run.stderr
+    run = _serve("--spec", "tox=no_such_preset", "--workers", "2")  # checked before any worker starts
+    assert run.returncode == 2 and "no_such_preset" in run.stderr and "Traceback" not in run.stderr
     run = _serve("--spec", "toxicology", "--spec", "toxicology")
     assert run.returncode == 2 and "two specs are served as 'toxicology'" in run.stderr
 

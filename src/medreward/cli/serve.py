@@ -60,7 +60,8 @@ def serve_command(
     specs: dict[str, str] = {}
     for option in spec:
         name, source = parse_spec_option(option)
-        name = name or load_spec_like(source).name  # a bad spec fails here, with its message
+        loaded = load_spec_like(source)  # a bad spec fails here, with its message (not in a worker process)
+        name = name or loaded.name
         if name in specs:
             raise InputError(f"two specs are served as {name!r}: name them, e.g. --spec {name}2={source}")
         specs[name] = source

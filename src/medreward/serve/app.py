@@ -41,6 +41,7 @@ from starlette.responses import Response
 from ..integrations.openrlhf import OpenRLHFReward, PayloadError
 from ..integrations.scorers import SharedScorer
 from ..records import ScoredRecord
+from .auth import authorized
 from .config import ServeConfig
 from .limits import BodyLimit, Receive, Scope, Send
 from .metrics import RequestMetrics, ScorerCollector, new_registry
@@ -166,8 +167,6 @@ class KeyRequired:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
-            from .auth import authorized
-
             header = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), None)
             if not authorized(header, self.key):
                 response = api_error_response(ApiError(401, "unauthorized", "missing or wrong API key: send 'Authorization: Bearer <key>'"))
