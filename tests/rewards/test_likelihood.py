@@ -371,6 +371,21 @@ def test_lone_surrogates_and_empty_completion_score(tiny):
     assert out[2].status is Status.NOT_APPLICABLE and out[2].components["lk"] is None
 
 
+def test_prepare_loads_the_local_model_before_scoring(tiny):
+    from medreward.backends import BackendConfig
+    from medreward.backends.transformers import TransformersBackend
+
+    path, _, _ = tiny
+    backend = TransformersBackend("lm", BackendConfig(kind="transformers", model=str(path), device="cpu"))
+    reward = Likelihood()
+    reward.bind_backends({"lm": backend})
+    assert backend._lm is None
+    reward.prepare()
+    assert backend._lm is not None
+    fake_only, _ = component()  # a backend with nothing to load
+    fake_only.prepare()
+
+
 def test_params_model_declares_a_transformers_backend(tiny):
     from medreward import load_spec
 

@@ -166,6 +166,13 @@ class Likelihood(ModelComponent):
                 "kind 'transformers' (local) or 'openai' (a server whose /completions echoes log-probs)"
             )
 
+    def prepare(self) -> None:
+        """Load a local model now, not under the first batch's time limit (see
+        :meth:`RewardComponent.prepare`); a server backend has nothing to load."""
+        load = getattr(self.backend(), "load", None)
+        if callable(load):
+            load()
+
     # -- requests -------------------------------------------------------------------------------
     def _prefix(self, rollout: Rollout, info: dict[str, Any]) -> str:
         p = self.params
