@@ -44,7 +44,7 @@ def serve_command(
     graceful_timeout: float = typer.Option(30.0, "--graceful-timeout", min=0.0, help="On SIGTERM/Ctrl-C, seconds to let in-flight requests finish."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request (uvicorn's access log)."),
 ) -> None:
-    """Serve specs over HTTP: /v1/score, OpenRLHF's /get_reward, /healthz, /readyz, /metrics."""
+    """Serve specs over HTTP: /v1/score, /v1/evaluate, OpenRLHF's /get_reward, /healthz, /readyz, /metrics (docs/serving.md)."""
     missing = [p for p in _SERVE_PACKAGES if importlib.util.find_spec(p) is None]
     if missing:
         raise InputError(f"medreward serve needs {', '.join(missing)}: pip install 'medreward[serve]'")
