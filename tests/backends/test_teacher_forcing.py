@@ -241,3 +241,17 @@ def test_left_padding_and_only_the_target_positions_reach_the_output_head(tiny_l
     assert bool(call["mask"][:, -1].all()) and not bool(call["mask"][:, 0].all())  # left padding
     for request, result in zip(REQUESTS, results):
         assert sum(result.logprobs) == pytest.approx(sum(reference_logprobs(model, tok, request)), abs=1e-4)
+
+
+def test_padding_of_the_token_budget_batches_reaches_the_run_statistics(tiny_lm):
+    path, _, _ = tiny_lm
+    backend = make(path, max_batch_tokens=100_000)  # one batch: every row padded to the longest
+    backend.logprobs(REQUESTS)
+    stats = backend.stats
+    assert stats.real_tokens == backend.packing.real_tokens > 0 and stats.padded_tokens == backend.packing.padded_tokens
+    assert stats.padded_tokens > stats.real_tokens  # the requests differ in length
+    summary = stats.summary()
+    assert summary["padding_fraction"] == pytest.approx(1 - stats.real_tokens / stats.padded_tokens)
+    backend.logprobs(REQUESTS[:1])  # a second call adds its own batch only
+    assert stats.real_tokens == backend.packing.real_tokens and stats.padded_tokens == backend.packing.padded_tokens
+    assert make(path).stats.summary()["padding_fraction"] is None  # nothing batched yet

@@ -142,6 +142,9 @@ class BackendStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latencies: list[float] = field(default_factory=list)  # seconds, one per call that answered
+    #: local models' token-budget batches (backends/batching.py): tokens of the rows, and rows x longest row
+    real_tokens: int = 0
+    padded_tokens: int = 0
 
     def record(self, response: Any) -> None:
         """Count one result: a :class:`ChatResponse`, a scoring response (:mod:`~medreward.backends.scoring`:
@@ -166,6 +169,8 @@ class BackendStats:
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.latencies.extend(other.latencies)
+        self.real_tokens += other.real_tokens
+        self.padded_tokens += other.padded_tokens
 
     def percentile(self, q: float) -> float | None:
         """Latency percentile ``q`` in [0, 100] (nearest rank), or None before any call."""
@@ -186,6 +191,8 @@ class BackendStats:
             "completion_tokens": self.completion_tokens,
             "latency_p50_s": self.percentile(50),
             "latency_p95_s": self.percentile(95),
+            # share of a local model's computed tokens that were padding (None: no local batches)
+            "padding_fraction": 1 - self.real_tokens / self.padded_tokens if self.padded_tokens else None,
         }
 
 

@@ -99,6 +99,21 @@ class CachingBackend:
                 self.stats.record(r)
         return results
 
+    def account_packing(self, before: tuple[int, int]) -> None:
+        """Add the token-budget batches run since ``before`` (``(real, padded)`` tokens of
+        ``self.packing`` at the call's start) to :attr:`stats`, so a run reports its padding."""
+        packing = getattr(self, "packing", None)
+        if packing is None:
+            return
+        with self._stats_lock:
+            self.stats.real_tokens += packing.real_tokens - before[0]
+            self.stats.padded_tokens += packing.padded_tokens - before[1]
+
+    def packing_mark(self) -> tuple[int, int]:
+        """``(real, padded)`` tokens of ``self.packing`` so far (see :meth:`account_packing`)."""
+        packing = getattr(self, "packing", None)
+        return (0, 0) if packing is None else (packing.real_tokens, packing.padded_tokens)
+
     def forget(self, requests: Sequence[ChatRequest]) -> None:
         """Drop these requests' cached answers (an answer the caller could not use must not be served again)."""
         if self.cache is None:

@@ -259,6 +259,9 @@ class SentenceTransformersBackend(CachingBackend):
         stats = PackingStats()
         packed = run_packed(ok, lengths, run, max_batch_tokens=self.config.max_batch_tokens, stats=stats, label="embedding batch")
         self.packing.merge(stats)
+        with self._stats_lock:
+            self.stats.real_tokens += stats.real_tokens
+            self.stats.padded_tokens += stats.padded_tokens
         out: list[EmbedResponse | BackendFailure] = [failures.get(i) for i in range(len(texts))]  # type: ignore[misc]
         for i, result in zip(ok, packed):
             out[i] = result

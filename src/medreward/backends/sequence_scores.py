@@ -34,7 +34,7 @@ from typing import Any
 
 from ..text import clean_surrogates
 from .base import BackendFailure
-from .batching import PackingStats, run_packed
+from .batching import run_packed
 from .models import load_sequence_classifier, pick_device, shared_model
 from .scoring import ScoreRequest, ScoreResponse
 
@@ -111,7 +111,7 @@ def score_conversations(backend: Any, requests: list[ScoreRequest]) -> list[Scor
             backend._score_load_error = failed
     if failed is not None:
         return [BackendFailure("other", failed) for _ in requests]
-    stats = backend.__dict__.setdefault("packing", PackingStats())
+    stats = getattr(backend, "packing", None)
     limit = backend.config.max_context_tokens or clf.max_positions
     out: list[ScoreResponse | BackendFailure | None] = [None] * len(requests)
     inputs: list[_Input] = []

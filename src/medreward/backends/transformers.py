@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .base import BackendFailure, ChatRequest, ChatResponse, ResponseCache, TokenLogprob
+from .batching import PackingStats
 from .caching import CachingBackend
 from .config import BackendConfig
 from .models import ModelSource, drop_shared_models, load_causal_lm, pick_device, resolve_model, shared_model
@@ -107,6 +108,7 @@ class TransformersBackend(CachingBackend):
     def __init__(self, name: str, config: BackendConfig, *, cache: ResponseCache | None = None) -> None:
         super().__init__(name, config, cache=cache)
         self.source = resolve_model(name, config.model)  # a bad name fails at spec load, not mid-run
+        self.packing = PackingStats()  # score() and logprobs() batches: what padding cost
         self._lm: _Loaded | None = None
         self._load_error: str | None = None
         self._lock = threading.RLock()  # one generate() at a time; torch already uses every core
@@ -150,13 +152,19 @@ class TransformersBackend(CachingBackend):
         :class:`ScoreResponse` or :class:`BackendFailure` per request, in order)."""
         from .sequence_scores import score_conversations
 
-        return self.account(score_conversations(self, list(requests)))
+        mark = self.packing_mark()
+        results = self.account(score_conversations(self, list(requests)))
+        self.account_packing(mark)
+        return results
 
     def logprobs(self, requests: Sequence[LogprobRequest]) -> list[LogprobResponse | BackendFailure]:
         """Per-token log-probabilities of each request's target under the causal LM (teacher forcing)."""
         from .teacher_forcing import target_logprobs
 
-        return self.account(target_logprobs(self, list(requests)))
+        mark = self.packing_mark()
+        results = self.account(target_logprobs(self, list(requests)))
+        self.account_packing(mark)
+        return results
 
     def close(self) -> None:
         """Free the model (it is loaded again if the backend is used again)."""
