@@ -240,3 +240,16 @@ def test_a_failing_prepare_is_logged_and_the_samples_still_get_their_status(capl
         [record] = scorer.score([{"completion": "x"}])
     assert record.status.value == "error" and "no such file" in record.info["error"]
     assert "preparing its model failed" in caplog.text
+
+
+def test_latencies_are_handed_over_not_kept_by_a_long_lived_backend():
+    from medreward.backends.base import MAX_LATENCIES, BackendStats
+
+    records, stats = score(chunk_size=2)
+    [backend] = RecordingBackend.built
+    assert len(stats.backends["judge"].latencies) == 5 and backend.stats.latencies == []  # taken by the run
+    assert backend.stats.calls == 6  # the counters stay (increments are computed against them)
+    total = BackendStats()
+    for _ in range(3):
+        total.merge(BackendStats(latencies=[0.1] * (MAX_LATENCIES // 2 + 1)))
+    assert len(total.latencies) == MAX_LATENCIES

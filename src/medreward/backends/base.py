@@ -131,6 +131,11 @@ class BackendFailure:
         return "timeout" if self.kind == "timeout" else "error"
 
 
+#: latencies a merged :class:`BackendStats` keeps (the most recent): percentiles over a long run are
+#: those of its last calls
+MAX_LATENCIES = 100_000
+
+
 @dataclass
 class BackendStats:
     """Accounting of one backend over a run (merged across threads and worker processes)."""
@@ -169,11 +174,14 @@ class BackendStats:
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.latencies.extend(other.latencies)
+        if len(self.latencies) > MAX_LATENCIES:  # a trainer's run-long totals must not grow without bound
+            del self.latencies[:-MAX_LATENCIES]
         self.real_tokens += other.real_tokens
         self.padded_tokens += other.padded_tokens
 
     def percentile(self, q: float) -> float | None:
-        """Latency percentile ``q`` in [0, 100] (nearest rank), or None before any call."""
+        """Latency percentile ``q`` in [0, 100] (nearest rank), or None before any call; a merged
+        total keeps the last :data:`MAX_LATENCIES` calls."""
         if not self.latencies:
             return None
         ordered = sorted(self.latencies)

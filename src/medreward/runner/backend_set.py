@@ -116,9 +116,18 @@ class BackendSet:
                 if before is None or ident != id(now):  # first look, or the backend replaced its stats
                     before = dict.fromkeys(_FIELDS, 0)
                 current = {f: getattr(now, f) for f in _FIELDS}
-                # lists (latencies) only grow: the increment is their new tail; counters subtract
-                delta = {f: v[before[f] :] if isinstance(v, list) else v - before[f] for f, v in current.items()}
-                self._seen[name] = (id(now), {f: len(v) if isinstance(v, list) else v for f, v in current.items()})
+                delta: dict[str, Any] = {}
+                for f, v in current.items():
+                    if isinstance(v, list):
+                        # a list (latencies) is handed over and emptied, so a long-lived backend does not
+                        # keep one float per call forever; appends after the slice are kept for next time
+                        n = len(v)
+                        delta[f] = v[:n]
+                        del v[:n]
+                        current[f] = []
+                    else:
+                        delta[f] = v - before[f]
+                self._seen[name] = (id(now), {f: 0 if isinstance(v, list) else v for f, v in current.items()})
                 out[name] = BackendStats(**delta)
         return out
 
