@@ -23,7 +23,7 @@ def score_on_ray_command(
     stats_json: Path | None, ray: bool, address: str | None,
 ) -> None:  # fmt: skip
     """Check the option combination, score on Ray, print the summary, write ``--stats-json``."""
-    from ..cli.console import err, open_output, out, progress_bar
+    from ..cli.console import open_output, out, progress_bar
     from ..cli.score import _count_records, _print_summary, _write_stats, build_scorer
 
     if not ray:
@@ -35,7 +35,7 @@ def score_on_ray_command(
     if output == "-":
         raise InputError("-o - (stdout) is not available with --ray: give an output file")
     scorer = build_scorer(spec, 0, time_limit, None, chunk_size, backend_url, cache, no_cache, stats_json)
-    console = err if output == "-" else out
+    console = out
     errors: list[str] = []
     counts: list[int] = [0]
 

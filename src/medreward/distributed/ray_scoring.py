@@ -6,9 +6,11 @@ How it runs (docs/distributed.md has the how-to and the measured overhead):
   lines with their line numbers (:func:`_jsonl_datasource`), parsed on the workers exactly as
   :func:`medreward.io.read_records` parses them (a malformed line becomes an ``error`` record that
   keeps its line number and raw text; blank lines are skipped; a byte-order mark on line 1 is
-  skipped). A Parquet file is read with ``ray.data.read_parquet`` and its rows are decoded as
-  the streaming reader decodes a file that medreward wrote (JSON-text columns, overflow column).
-  A ``ray.data.Dataset`` can be passed instead of a path: its rows are the records.
+  skipped). A Parquet file is read row group by row group (:func:`_parquet_datasource`) and its
+  rows are decoded as the streaming reader decodes a file that medreward wrote (JSON-text
+  columns, overflow column). Read tasks reserve no CPU (the actors may hold them all).
+  A ``ray.data.Dataset`` can be passed instead of a path: its rows are the records (its own
+  read tasks may need a CPU, so by default one CPU of the cluster is left to them).
 * **Score.** ``map_batches`` with a class-based UDF on an actor pool: each actor builds one
   :class:`~medreward.runner.Scorer` in ``__init__`` (so a spec's model backends are built once
   per actor) and scores each batch with :meth:`Scorer.score_chunk` (per-sample isolation and
@@ -100,10 +102,11 @@ def score_dataset(
         spec: a preset name, a TOML path, a dict or a :class:`~medreward.compose.Spec`.
         output: where to write the scored records (``.jsonl``, ``.jsonl.gz``, ``.parquet``; the
             driver writes it); ``None`` writes nothing (use ``on_record``).
-        address: the Ray cluster to join (``"auto"``, ``"ray://host:10001"``); ``None`` joins the
-            cluster this process already started, or ``$RAY_ADDRESS``, or starts a local one (shut
-            down again at the end).
-        num_workers: scoring actors (default: one per CPU of the cluster, at least 1).
+        address: the Ray cluster to join (``"auto"``, ``"ray://host:10001"``); ``None``:
+            ``$RAY_ADDRESS``, else a local cluster started for the run (shut down at the end).
+            A process already connected (``ray.init`` was called) keeps its connection.
+        num_workers: scoring actors (default: one per CPU of the cluster, at least 1; for a
+            ``ray.data.Dataset``, one CPU fewer, left to its read tasks).
         batch_size: records per batch handed to an actor's scorer.
         keep_order: write the records in input order (else as batches finish).
         time_limit, batch_time_limit, cache, use_cache, backend_urls: as for
@@ -165,7 +168,10 @@ def score_on_ray(
     ray = import_ray()
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+        if address is None:  # a local cluster of our own (or $RAY_ADDRESS's): no dashboard to run
+            options["include_dashboard"] = False
+        ray.init(address=address, **options)
     try:
         return _run(ray, scorer, source, writer, num_workers, keep_order, cpus_per_worker, on_record, on_progress, on_error)
     finally:
@@ -185,8 +191,9 @@ def _run(ray, scorer, source, writer, num_workers, keep_order, cpus_per_worker, 
     fast_lines = isinstance(writer, _JsonlWriter)  # the workers already made its exact lines
     try:
         dataset, decode = _dataset(ray, source)
-        if num_workers is None:
-            num_workers = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_worker))
+        if num_workers is None:  # a Dataset's own read tasks may need a CPU: leave them one
+            cpus = ray.cluster_resources().get("CPU", 1) - (0 if isinstance(source, (str, Path)) else 1)
+            num_workers = max(1, int(cpus // cpus_per_worker))
         scored = dataset.map_batches(
             _ScoreBatch,
             fn_constructor_kwargs={"spec": scorer.spec.to_dict(), "options": _scorer_options(scorer), "decode": decode},
@@ -320,18 +327,40 @@ def _dataset(ray, source: Any) -> tuple[Any, Decode]:
     except ValueError:
         json_columns = ()
     overflow = metadata.get(OVERFLOW_KEY.encode(), b"").decode("utf-8", "replace") or None
-    return ray.data.read_parquet(path, num_cpus=0), ("rows", json_columns, overflow)
+    return ray.data.read_datasource(_parquet_datasource()([path]), num_cpus=0), ("rows", json_columns, overflow)
 
 
-_DATASOURCE: list[type] = []
+_DATASOURCES: dict[str, type] = {}
+
+
+def _parquet_datasource() -> type:
+    """A Ray file datasource yielding a Parquet file's row batches in order. Ray's own
+    ``read_parquet`` lists files in a task that asks for a whole CPU, which never gets one while
+    the scoring actors hold every CPU of the cluster (the job stalls)."""
+    if "parquet" in _DATASOURCES:
+        return _DATASOURCES["parquet"]
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from ray.data.datasource import FileBasedDatasource
+
+    class ParquetRows(FileBasedDatasource):
+        def _open_input_source(self, filesystem: Any, path: str, **open_args: Any) -> Any:
+            return filesystem.open_input_file(path)  # Parquet needs random access
+
+        def _read_stream(self, f: Any, path: str) -> Iterator[pa.Table]:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=4096):
+                yield pa.Table.from_batches([batch])
+
+    _DATASOURCES["parquet"] = ParquetRows
+    return ParquetRows
 
 
 def _jsonl_datasource() -> type:
     """A Ray file datasource yielding each line's number and bytes (defined on first use: it
     subclasses a Ray class and Ray is imported lazily). Ray's own ``read_text`` decodes the
     whole file at once (one bad byte fails the read) and splits on Unicode line breaks."""
-    if _DATASOURCE:
-        return _DATASOURCE[0]
+    if "jsonl" in _DATASOURCES:
+        return _DATASOURCES["jsonl"]
     import pyarrow as pa
     from ray.data.datasource import FileBasedDatasource
 
@@ -350,7 +379,7 @@ def _jsonl_datasource() -> type:
             if rest:
                 yield _lines_table(pa, line_no, [rest])
 
-    _DATASOURCE.append(JsonlLines)
+    _DATASOURCES["jsonl"] = JsonlLines
     return JsonlLines
 
 
