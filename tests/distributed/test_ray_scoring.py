@@ -182,3 +182,22 @@ def test_a_read_failure_is_a_message_after_the_records_before_it(tmp_path):
     source.write_bytes(data[: len(data) // 2])  # a truncated gzip stream
     with pytest.raises(InputError, match="scoring on Ray failed after"):
         score_dataset(source, "toxicology", tmp_path / "out.jsonl", num_workers=1)
+
+
+def test_a_dataset_read_by_ray_itself_does_not_stall_behind_the_actors(ray_cluster, tmp_path):
+    """Ray's read_parquet lists files in a task that needs a whole CPU: by default a dataset gets
+    one actor fewer than the cluster's CPUs, so that task runs and the job finishes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from medreward.distributed import score_dataset
+
+    records = [{**r, "id": f"p{i}"} for i, r in enumerate(toxicology_records(120)) if i not in (7, 11, 13, 17)]
+    pq.write_table(pa.Table.from_pylist(records), tmp_path / "plain.parquet")  # reference: an Arrow struct
+    expected = [r.to_dict() for r in Scorer("toxicology").score(records)]
+    got: list[dict] = []
+    stats = score_dataset(ray_cluster.data.read_parquet(str(tmp_path / "plain.parquet")), "toxicology",
+                          batch_size=32, on_record=got.append)  # fmt: skip
+
+    assert got == expected
+    assert stats.n == len(records)
