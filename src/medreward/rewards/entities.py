@@ -13,6 +13,7 @@ from ..parse.mentions import MentionList, drug_ids, find_mentions
 from ..records import ComponentScore, Rollout
 from ..vocab import Vocabulary, VocabularyError, load_vocabulary
 from .base import ComponentParams, RewardComponent, answer_section, memoised_reference, register, remember
+from .reference_lists import reference_items
 
 __all__ = ["ClinicalEntities", "Span", "prf", "span_scores"]
 
@@ -295,20 +296,7 @@ class ClinicalEntities(RewardComponent):
 
 
 def _name_list(raw: Any, field: str) -> Sequence[Any]:
-    if isinstance(raw, str):
-        text = raw.strip()
-        if text.startswith("["):
-            try:
-                items = json.loads(text)
-            except ValueError:
-                raise RecordError(f"reference.{field}: {raw[:80]!r} is not a JSON array of names") from None
-            if not isinstance(items, list):
-                raise RecordError(f"reference.{field}: {raw[:80]!r} is not a JSON array of names")
-            return items
-        return [s.strip() for s in text.split(",") if s.strip()]
-    if isinstance(raw, (list, tuple)):
-        return raw
-    raise RecordError(f"reference.{field} must be a list of entity names or a comma-separated string, got {type(raw).__name__}")
+    return reference_items(raw, field, noun="entity names")
 
 
 def _json_array(answer: str) -> list[Any] | None:

@@ -2,7 +2,6 @@ r"""``icd_codes``: ICD-10-CM code-set F1 with hierarchical partial credit."""
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from .base import (
     memoised_reference,
     register,
 )
+from .reference_lists import reference_items
 
 __all__ = ["CodeInfo", "IcdCodeF1", "Match", "code_info", "match_codes"]
 
@@ -257,24 +257,10 @@ class IcdCodeF1(RewardComponent):
     def _truth(self, raw: Any) -> tuple[str, ...]:
         """Reference codes, normalised, validated against ICD-10-CM and deduplicated."""
         field = self.params.field
-        items: Sequence[Any]
-        if isinstance(raw, str):
-            text = raw.strip()
-            if text.startswith("["):
-                try:
-                    items = json.loads(text)
-                except ValueError:
-                    raise RecordError(f"reference.{field}: {raw[:80]!r} is not a JSON array of codes") from None
-                if not isinstance(items, list):
-                    raise RecordError(f"reference.{field}: {raw[:80]!r} is not a JSON array of codes")
-            else:
-                items = [s for s in text.replace(";", ",").replace(",", " ").split() if s]
-        elif isinstance(raw, (list, tuple)):
-            items = raw
-        else:
-            raise RecordError(
-                f"reference.{field} must be a list of ICD-10-CM codes or a string, got {type(raw).__name__}"
-            )
+        items = reference_items(
+            raw, field, noun="ICD-10-CM codes", string_form="a string",
+            split=lambda text: [s for s in text.replace(";", ",").replace(",", " ").split() if s],
+        )  # fmt: skip
         out: dict[str, None] = {}
         for item in items:
             code = normalize_icd_code(item) if isinstance(item, str) else None

@@ -2,7 +2,6 @@ r"""``multilabel``: set agreement between the predicted and the reference labels
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from itertools import chain
 from typing import Any, Literal, NamedTuple
@@ -21,6 +20,7 @@ from .base import (
     register,
     remember,
 )
+from .reference_lists import reference_items
 
 __all__ = ["MultiLabel", "set_agreement"]
 
@@ -266,24 +266,7 @@ class MultiLabel(RewardComponent):
     def _truth(self, raw: Any) -> tuple[str, ...]:
         """Reference ids (validated), from a list of ids or a comma-separated / JSON string."""
         field = self.params.field
-        items: Sequence[Any]
-        if isinstance(raw, str):
-            text = raw.strip()
-            if text.startswith("["):
-                try:
-                    items = json.loads(text)
-                except ValueError:
-                    raise RecordError(f"reference.{field}: {raw[:80]!r} is not a JSON array of ids") from None
-                if not isinstance(items, list):
-                    raise RecordError(f"reference.{field}: {raw[:80]!r} is not a JSON array of ids")
-            else:
-                items = [p for p in (s.strip() for s in text.split(",")) if p]
-        elif isinstance(raw, (list, tuple)):
-            items = raw
-        else:
-            raise RecordError(
-                f"reference.{field} must be a list of ids or a comma-separated string, got {type(raw).__name__}"
-            )
+        items = reference_items(raw, field, noun="ids")
         vocab = self._vocab
         out: dict[str, None] = {}
         said_none = False
