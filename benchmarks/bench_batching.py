@@ -142,8 +142,11 @@ def mean_token_logprobs(model: Any, rows: list[list[int]], pad_id: int, *, head_
             logits = head(states[start : start + head_chunk]).float()
             picked = logits.gather(1, targets[start : start + head_chunk, None]).squeeze(1)
             logprobs[start : start + head_chunk] = picked - torch.logsumexp(logits, dim=-1)
-        counts = [len(r) - 1 for r in rows]
-        return [float(part.mean()) for part in torch.split(logprobs, counts)]
+        # per-row means on the device, read back once (one GPU sync per batch, not one per row)
+        counts = torch.tensor([len(r) - 1 for r in rows], device=device)
+        owner = torch.repeat_interleave(torch.arange(len(rows), device=device), counts)
+        sums = torch.zeros(len(rows), dtype=torch.float32, device=device).index_add_(0, owner, logprobs)
+        return (sums / counts).tolist()
 
 
 def run_path(name: str, model: Any, rows: list[list[int]], batches: list[list[int]], pad_id: int) -> PathResult:
