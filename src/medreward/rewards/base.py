@@ -104,6 +104,18 @@ class RewardComponent:
     def setup(self) -> None:
         """Hook for work done once per component (compiling vocabularies…), after params are valid."""
 
+    def vocabulary_param(self, name: str | None) -> Any:
+        """The vocabulary ``params.vocabulary`` names (None for None); an unknown one is a
+        :class:`SpecError` naming the parameter."""
+        if name is None:
+            return None
+        from ..vocab import VocabularyError, load_vocabulary
+
+        try:
+            return load_vocabulary(name)
+        except VocabularyError as exc:
+            raise SpecError(f"{self.name}.params.vocabulary: {exc}") from None
+
     @property
     def output_range(self) -> tuple[float, float]:
         return self.range

@@ -7,13 +7,12 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..errors import SpecError
 from ..parse.choice import DEFAULT_LETTERS, parse_choice
 from ..parse.labels import parse_labels
 from ..parse.mentions import find_mentions
 from ..parse.numbers import ParsedNumber, final_number
 from ..records import ComponentScore, Rollout
-from ..vocab import Vocabulary, VocabularyError, load_vocabulary, term_key
+from ..vocab import Vocabulary, term_key
 from .base import ComponentParams, RewardComponent, answer_section, register
 from .numeric import UnitError, convert
 
@@ -122,12 +121,7 @@ class Consistency(RewardComponent):
     params: Params
 
     def setup(self) -> None:
-        self._vocab: Vocabulary | None = None
-        if self.params.vocabulary is not None:
-            try:
-                self._vocab = load_vocabulary(self.params.vocabulary)
-            except VocabularyError as exc:
-                raise SpecError(f"{self.name}.params.vocabulary: {exc}") from None
+        self._vocab: Vocabulary | None = self.vocabulary_param(self.params.vocabulary)
 
     def score_one(self, rollout: Rollout) -> ComponentScore:
         p = self.params

@@ -8,10 +8,10 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import Field, model_validator
 
-from ..errors import RecordError, SpecError
+from ..errors import RecordError
 from ..parse.mentions import MentionList, drug_ids, find_mentions
 from ..records import ComponentScore, Rollout
-from ..vocab import Vocabulary, VocabularyError, load_vocabulary
+from ..vocab import Vocabulary
 from .base import ComponentParams, RewardComponent, answer_section, memoised_reference, register, remember
 from .reference_lists import reference_items
 
@@ -172,12 +172,7 @@ class ClinicalEntities(RewardComponent):
     params: Params
 
     def setup(self) -> None:
-        self._vocab: Vocabulary | None = None
-        if self.params.vocabulary is not None:
-            try:
-                self._vocab = load_vocabulary(self.params.vocabulary)
-            except VocabularyError as exc:
-                raise SpecError(f"{self.name}.params.vocabulary: {exc}") from None
+        self._vocab: Vocabulary | None = self.vocabulary_param(self.params.vocabulary)
         self._truths: dict[Any, Any] = {}
         self._answers: dict[str, _Mentions] = {}
 

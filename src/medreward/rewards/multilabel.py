@@ -8,10 +8,10 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import Field
 
-from ..errors import RecordError, SpecError
+from ..errors import RecordError
 from ..parse.labels import parse_labels
 from ..records import ComponentScore, Rollout
-from ..vocab import Vocabulary, VocabularyError, load_vocabulary, term_key
+from ..vocab import Vocabulary, term_key
 from .base import (
     ComponentParams,
     RewardComponent,
@@ -153,10 +153,7 @@ class MultiLabel(RewardComponent):
     params: Params
 
     def setup(self) -> None:
-        try:
-            self._vocab: Vocabulary = load_vocabulary(self.params.vocabulary)
-        except VocabularyError as exc:
-            raise SpecError(f"{self.name}.params.vocabulary: {exc}") from None
+        self._vocab: Vocabulary = self.vocabulary_param(self.params.vocabulary)
         self._predictions: dict[str, _Prediction] = {}
         self._truths: dict[Any, tuple[str, ...]] = {}
         self._verdicts: dict[tuple[str, tuple[str, ...]], _Verdict] = {}
