@@ -2,7 +2,6 @@ r"""``coverage``: the fraction of the reference's key points that the answer sta
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
@@ -16,12 +15,11 @@ from ..parse.phrases import PhraseIndex, phrase_keys
 from ..parse.scopes import negation_view
 from ..records import ComponentScore, Rollout, Status
 from .base import ComponentParams, RewardComponent, answer_section, register, remember
+from .semantic import require_embedding_backends
 
 __all__ = ["Coverage", "KeyPoint", "read_key_points"]
 
 _CACHE_MAX = 16384
-_EMBED_KIND = "sentence_transformers"  # the backend kind semantic matching needs, and its packages
-_EMBED_PACKAGES = ("torch", "sentence_transformers")
 _SENTENCE_ENDS = (". ", "; ", "? ", "! ", "\n")
 _MAX_SENTENCES = 64  # answer sentences embedded per sample (the first ones)
 
@@ -169,18 +167,7 @@ class Coverage(RewardComponent):
 
     def check_backends(self, configs: Mapping[str, Any]) -> None:
         """Semantic matching needs a ``sentence_transformers`` backend and the 'models' extra."""
-        for name, config in configs.items():
-            kind = getattr(config, "kind", None)
-            if kind != _EMBED_KIND:
-                raise SpecError(
-                    f"component {self.name!r} embeds texts: backend {name!r} must be of kind {_EMBED_KIND!r}, not {kind!r}"
-                )
-            missing = [p for p in _EMBED_PACKAGES if importlib.util.find_spec(p) is None]
-            if missing:
-                raise SpecError(
-                    f"component {self.name!r} needs the 'models' extra for backend {name!r} "
-                    f"({', '.join(missing)} not installed): pip install 'medreward[models]'"
-                )
+        require_embedding_backends(self.name, configs)
 
     def bind_backends(self, backends: Mapping[str, Any]) -> None:
         if self.params.backend is None:

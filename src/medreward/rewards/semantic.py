@@ -72,6 +72,23 @@ def _dot(a: Sequence[float], b: Sequence[float]) -> float:
     return round(max(-1.0, min(1.0, math.fsum(x * y for x, y in zip(a, b)))), COSINE_DECIMALS)
 
 
+def require_embedding_backends(component: str, configs: Mapping[str, Any]) -> None:
+    """Check at spec load that a component's backends embed (kind ``sentence_transformers``) and that
+    the ``models`` extra is installed; a :class:`SpecError` says which ``pip install`` to run."""
+    import importlib.util
+
+    for name, config in configs.items():
+        kind = getattr(config, "kind", None)
+        if kind != _KIND:
+            raise SpecError(f"component {component!r} embeds texts: backend {name!r} must be of kind {_KIND!r}, not {kind!r}")
+        missing = [p for p in _PACKAGES if importlib.util.find_spec(p) is None]
+        if missing:
+            raise SpecError(
+                f"component {component!r} needs the 'models' extra for backend {name!r} "
+                f"({', '.join(missing)} not installed): pip install 'medreward[models]'"
+            )
+
+
 @register
 class Semantic(ModelComponent):
     r"""Cosine similarity between the answer and ``reference.answer`` in a sentence-embedding space.
@@ -149,21 +166,7 @@ class Semantic(ModelComponent):
             load()
 
     def check_backends(self, configs: Mapping[str, Any]) -> None:
-        """The backend must embed (kind ``sentence_transformers``) and its packages must be installed."""
-        import importlib.util
-
-        for name, config in configs.items():
-            kind = getattr(config, "kind", None)
-            if kind != _KIND:
-                raise SpecError(
-                    f"component {self.name!r} embeds texts: backend {name!r} must be of kind {_KIND!r}, not {kind!r}"
-                )
-            missing = [p for p in _PACKAGES if importlib.util.find_spec(p) is None]
-            if missing:
-                raise SpecError(
-                    f"component {self.name!r} needs the 'models' extra for backend {name!r} "
-                    f"({', '.join(missing)} not installed): pip install 'medreward[models]'"
-                )
+        require_embedding_backends(self.name, configs)
 
     # -- scoring -----------------------------------------------------------------------------
     def _references(self, rollout: Rollout) -> list[str] | ComponentScore:
