@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import string
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from openrlhf_harness import StubEngine, chatml_tokenizer, executor_cls
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -143,42 +143,9 @@ def test_unknown_spec_names_the_presets():
 
 
 # -- OpenRLHF itself -------------------------------------------------------------------------------
-def _executor_cls():
-    try:
-        from openrlhf.utils.agent import SingleTurnAgentExecutor
-    except Exception as exc:  # noqa: BLE001 - optional; any import failure means "not here"
-        pytest.skip(f"openrlhf is not importable: {exc}")
-    return SingleTurnAgentExecutor
-
-
-def _chatml_tokenizer():
-    transformers = pytest.importorskip("transformers")
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-
-    specials = ["<pad>", "<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    vocab = {t: i for i, t in enumerate(specials + sorted(set(string.printable)))}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tok.decoder = decoders.Fuse()
-    tok.add_special_tokens(specials)
-    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
-                                                eos_token="<|im_end|>")
-
-
-class StubEngine:
-    """Plays vLLM's part: 'generates' a fixed response."""
-
-    def __init__(self, tokenizer, response):
-        self.ids = tokenizer(response, add_special_tokens=False)["input_ids"]
-
-    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
-        out = SimpleNamespace(token_ids=self.ids, finish_reason="stop", logprobs=None)
-        return SimpleNamespace(outputs=[out])
-
-
 def _run_executor(reward_file: str, response: str, label: str):
-    executor = _executor_cls()(remote_rm_url=reward_file)
-    tokenizer = _chatml_tokenizer()
+    executor = executor_cls()(remote_rm_url=reward_file)
+    tokenizer = chatml_tokenizer()
     params = SimpleNamespace(max_tokens=64, logprobs=None)
     return asyncio.run(executor.execute(CHATML_PROMPT, label, params, 4096, tokenizer, StubEngine(tokenizer, response)))
 

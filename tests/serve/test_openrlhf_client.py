@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import string
 from types import SimpleNamespace
 
 import pytest
+from openrlhf_harness import StubEngine, chatml_tokenizer, executor_cls
 from serve_support import KEY, require
 
 require("fastapi")
@@ -18,38 +18,6 @@ require("aiohttp")
 
 PROMPT = "<|im_start|>user\nPinpoint pupils, RR 6.<|im_end|>\n<|im_start|>assistant\n"
 RESPONSE = "<think>miosis, apnea</think><answer>opioids</answer><|im_end|>"
-
-
-def _executor_cls():
-    try:
-        from openrlhf.utils.agent import SingleTurnAgentExecutor
-    except Exception as exc:  # noqa: BLE001 - optional; any import failure means "not here"
-        pytest.skip(f"openrlhf is not importable: {exc}")
-    return SingleTurnAgentExecutor
-
-
-def _chatml_tokenizer():
-    transformers = pytest.importorskip("transformers")
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-
-    specials = ["<pad>", "<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    vocab = {t: i for i, t in enumerate(specials + sorted(set(string.printable)))}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tok.decoder = decoders.Fuse()
-    tok.add_special_tokens(specials)
-    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
-                                                eos_token="<|im_end|>")  # fmt: skip
-
-
-class StubEngine:
-    """Plays vLLM's part: 'generates' a fixed response."""
-
-    def __init__(self, tokenizer, response):
-        self.ids = tokenizer(response, add_special_tokens=False)["input_ids"]
-
-    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
-        return SimpleNamespace(outputs=[SimpleNamespace(token_ids=self.ids, finish_reason="stop", logprobs=None)])
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +31,8 @@ def _url(server, credentials: str | None = f"medreward:{KEY}") -> str:
 
 
 def test_openrlhf_rollout_gets_its_reward_from_the_server(server):
-    executor = _executor_cls()(remote_rm_url=[_url(server)])  # what --reward.remote_url URL becomes
-    tokenizer = _chatml_tokenizer()
+    executor = executor_cls()(remote_rm_url=[_url(server)])  # what --reward.remote_url URL becomes
+    tokenizer = chatml_tokenizer()
     params = SimpleNamespace(max_tokens=64, logprobs=None)
     out = asyncio.run(executor.execute(PROMPT, '{"substances": ["opioids"]}', params, 4096, tokenizer,
                                        StubEngine(tokenizer, RESPONSE)))  # fmt: skip
@@ -74,7 +42,7 @@ def test_openrlhf_rollout_gets_its_reward_from_the_server(server):
 
 
 def test_openrlhf_shards_a_batch_over_endpoints(server):
-    executor = _executor_cls()(remote_rm_url=[_url(server), _url(server)])
+    executor = executor_cls()(remote_rm_url=[_url(server), _url(server)])
     queries = [PROMPT + RESPONSE, PROMPT + "<answer>ethanol</answer>", PROMPT + "no tags at all"]
     labels = [json.dumps({"substances": ["opioids"]})] * 3
     results = asyncio.run(executor._fetch_rewards_via_http(queries, [PROMPT] * 3, labels))
@@ -85,8 +53,8 @@ def test_openrlhf_shards_a_batch_over_endpoints(server):
 
 
 def test_openrlhf_without_the_key_gets_no_reward(server, caplog):
-    executor = _executor_cls()(remote_rm_url=[_url(server, credentials=None)])
-    tokenizer = _chatml_tokenizer()
+    executor = executor_cls()(remote_rm_url=[_url(server, credentials=None)])
+    tokenizer = chatml_tokenizer()
     params = SimpleNamespace(max_tokens=64, logprobs=None)
     # OpenRLHF retries a refused request 5 times, 1 s apart, then logs and leaves the reward empty
     out = asyncio.run(executor.execute(PROMPT, '{"substances": ["opioids"]}', params, 4096, tokenizer,
