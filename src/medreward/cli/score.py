@@ -212,7 +212,7 @@ def run_scoring(
         _write_stats(stats_json, scorer, interrupted=interrupted, selection=selector.to_dict() if selector else None)
         console.print(f"wrote the run's statistics to {stats_json}")
     if interrupted:
-        what = "written" if selector is None else f"of the {scorer.stats.n} scored were written"
+        what = "scored and written" if selector is None else f"of the {scorer.stats.n} scored were written"
         console.print(f"[yellow]interrupted: {written} record(s) {what} before the stop[/]")
         raise typer.Exit(130)
     if records.error is not None:
