@@ -252,7 +252,7 @@ def run_audit(
     if limit is not None and limit < 1:
         raise InputError(f"--limit must be a positive number of cases, got {limit}")
     started = time.perf_counter()
-    case_list, rollouts = _split_cases(islice(iter(cases), limit) if limit is not None else cases)
+    case_list, rollouts = _split_cases(islice(iter(cases), limit) if limit is not None else cases, notes)
     if not case_list:
         raise InputError("no cases to audit: the input holds no records")
     timings["read"] = time.perf_counter() - started
@@ -333,22 +333,26 @@ def run_audit(
     )  # fmt: skip
 
 
-def _split_cases(records: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _split_cases(records: Iterable[Any], notes: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(unique cases without their completion, the records that carry a completion).
 
     Several rollouts of one prompt (a GRPO group) make one case: cases are keyed by prompt and
     reference, first seen first."""
     cases: dict[str, dict[str, Any]] = {}
     rollouts: list[dict[str, Any]] = []
+    bad: list[str] = []
     for record in records:
-        if not isinstance(record, Mapping):  # a malformed line (BadRecord) or a non-object
-            raise InputError(f"cases: not a record: {getattr(record, 'error', type(record).__name__)}")
+        if not isinstance(record, Mapping):  # a malformed line (BadRecord) or a non-object: skip it, say so
+            bad.append(str(getattr(record, "error", f"not a JSON object: {type(record).__name__}")))
+            continue
         record = dict(record)
         if record.get("completion") not in (None, ""):
             rollouts.append(record)
         case = {k: v for k, v in record.items() if k not in _SCORED_FIELDS}
         key = json.dumps([case.get("prompt"), case.get("reference")], sort_keys=True, default=str)
         cases.setdefault(key, case)
+    if bad:
+        notes.append(f"cases: skipped {len(bad)} unreadable record(s), e.g. {bad[0]}")
     return list(cases.values()), rollouts
 
 

@@ -36,6 +36,7 @@ def _register() -> None:
     app.add_typer(cache.cache_app, name="cache")
     app.add_typer(reward_model.reward_model_app, name="reward-model")
     app.command("demo")(demo.demo_command)
+    from . import audit; app.command("audit")(audit.audit_command)  # noqa: E702
     from . import semantic
 
     app.command("semantic-check")(semantic.semantic_check_command)
