@@ -22,9 +22,9 @@ What is reported (:class:`PolicyEvalReport`):
 - ``format_rate``: share of samples that are exactly ``<think>…</think>`` then ``<answer>…</answer>``
   (each tag once, in order, neither empty; text around them allowed) — independent of the spec;
 - ``mean_length_chars`` always, ``mean_length_tokens`` when a token counter is given;
-- for label tasks (toxicology, ICD): ``mean_predicted_labels`` vs ``mean_reference_labels`` over the
-  samples that gave an answer, and their ratio ``hedge_ratio`` (> 1: the policy lists more labels than
-  the references hold — hedging).
+- for label tasks (toxicology, ICD): ``mean_predicted_labels`` (over the samples that gave an
+  ``<answer>``; ``None`` if none did) vs ``mean_reference_labels`` (over every sample's case), and
+  their ratio ``hedge_ratio`` (> 1: the policy lists more labels than the references hold — hedging).
 
 >>> from medreward.tasks import get_task
 >>> cases = get_task("mcq").generate(2, 5)
@@ -289,9 +289,9 @@ def evaluate_policy(
     votes = [([j.answer for j in row], [j.correct for j in row]) for row in per_case]
 
     texts = [Rollout.from_dict(r).completion_text for r in records]
-    labelled = [j for j in judged if j.predicted_labels is not None] if task in LABEL_TASKS else []
-    mean_pred = _mean([j.predicted_labels for j in labelled]) if task in LABEL_TASKS else None
-    mean_ref = _mean([j.reference_labels for j in labelled]) if task in LABEL_TASKS else None
+    label_task = task in LABEL_TASKS
+    mean_pred = _mean([j.predicted_labels for j in judged]) if label_task else None  # answered samples only
+    mean_ref = _mean([j.reference_labels for j in judged]) if label_task else None  # every sample's case
     hedge = mean_pred / mean_ref if mean_pred is not None and mean_ref else None
     return PolicyEvalReport(
         task=task,
