@@ -162,7 +162,13 @@ def check_spec_fits(scorer: Scorer, task: str, cases: Sequence[Mapping[str, Any]
         InputError: the spec judged none of the probe records; the message gives the reason.
     """
     probe = [{**dict(c), "completion": "<think>-</think><answer>-</answer>"} for c in cases[:4]]
-    scored = scorer.score(probe)
+    runner_log = logging.getLogger("medreward.runner.scorer")
+    level = runner_log.level
+    runner_log.setLevel(logging.ERROR)  # the probe's not_applicable warning is this function's message
+    try:
+        scored = scorer.score(probe)
+    finally:
+        runner_log.setLevel(level)
     if any(s.status is Status.OK for s in scored):
         return
     reasons = Counter(str(s.info.get("error") or s.info.get("reason") or s.info or s.status.value)[:200] for s in scored)
