@@ -326,18 +326,24 @@ def _benchmark(page: _Page) -> None:
         page.add("<p>The benchmark was not run.</p>")
         return
     b = page.data["benchmark"]
-    page.add(page.table(["", "value"], [
-        ["preference items", page.num("benchmark.n_items")],
-        ["pairwise accuracy (RewardBench 1)", page.num("benchmark.pairwise_accuracy")],
-        ["best-of-4 accuracy (RewardBench 2)", page.num("benchmark.best_of_4_accuracy")],
-        ["one-to-many accuracy (RewardMATH)", page.num("benchmark.one_to_many_accuracy")],
-        ["scoring errors", page.num("benchmark.n_error")],
-    ]))  # fmt: skip
+    rows = [[label, page.num(f"benchmark.{key}")] for label, key in (
+        ("preference items", "n_items"), ("pairs", "n_pairs"),
+        ("pairwise accuracy (RewardBench 1)", "pairwise_accuracy"),
+        ("best-of-4 accuracy (RewardBench 2)", "best_of_4_accuracy"),
+        ("one-to-many accuracy (RewardMATH)", "one_to_many_accuracy"),
+        ("one-to-many accuracy, ties counted as wins", "one_to_many_accuracy_with_ties"),
+        ("mean reciprocal rank of the gold answer", "mrr"),
+        ("mean reward of the gold answers", "mean_chosen"), ("mean reward of the corruptions", "mean_rejected"),
+        ("scoring errors", "n_error"),
+    ) if key in b]  # fmt: skip
+    page.add(page.table(["", "value"], rows))
     per = b.get("per_corruption") or {}
     if per:
         rows = [[f"<code>{_text(name)}</code>", page.num(f"benchmark.per_corruption.{name}.n"),
-                 page.num(f"benchmark.per_corruption.{name}.accuracy")] for name in per]  # fmt: skip
-        page.add(page.table(["corruption", "n", "gold preferred (accuracy)"], rows))
+                 page.num(f"benchmark.per_corruption.{name}.accuracy"),
+                 page.num(f"benchmark.per_corruption.{name}.ties") if "ties" in stats else UNDEFINED]
+                for name, stats in per.items()]  # fmt: skip
+        page.add(page.table(["corruption", "n", "gold preferred (accuracy)", "ties"], rows))
     if b.get("note"):
         page.add(f"<p class=\"note\">{_text(b['note'])}</p>")
 
@@ -389,12 +395,16 @@ def _pool(page: _Page) -> None:
     data = page.data
     page.add("<h2>Slices, length and GRPO groups</h2>")
     what = "the input's rollouts" if data.get("pool") == "rollouts" else "the baseline policies' and gold completions (one group per case)"
-    page.add(f"<p>Computed over {what}. Fraction of groups with zero reward variance: {page.num('zero_variance_groups')}</p>")
+    page.add(f"<p>Computed over {what}. Fraction of GRPO groups with zero reward variance: {page.num('zero_variance_groups')}"
+             + (f" ({page.num('groups.n_zero_variance')} of {page.num('groups.n_groups')} groups with at least 2 "
+                f"rewarded completions; {page.num('groups.n_too_small')} smaller groups left out)" if page.has("groups") else "")
+             + "</p>")  # fmt: skip
     for name, rows in (data.get("slices") or {}).items():
         cells = [[_text(row.get("key")), page.num(f"slices.{name}.{i}.n"), page.num(f"slices.{name}.{i}.mean"),
-                  page.num(f"slices.{name}.{i}.std")] for i, row in enumerate(rows)]  # fmt: skip
+                  page.num(f"slices.{name}.{i}.std"), page.num(f"slices.{name}.{i}.gap"),
+                  page.num(f"slices.{name}.{i}.n_error")] for i, row in enumerate(rows)]  # fmt: skip
         page.add(f"<h3>by <code>{_text(name)}</code></h3>")
-        page.add(page.table(["value", "n", "mean reward", "std"], cells))
+        page.add(page.table(["value", "n", "mean reward", "std", "gap to overall mean", "errors"], cells))
     if page.has("length_reward"):
         page.add("<h3>length vs reward</h3>")
         page.add(page.scalars("length_reward"))

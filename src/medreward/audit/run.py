@@ -48,7 +48,6 @@ from ..baselines import list_policies, run_policy
 from ..errors import InputError
 from ..records import ScoredRecord, Status
 from ..runner import Scorer
-from ..text import as_text
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +57,6 @@ __all__ = ["AuditReport", "RatingsMatch", "read_ratings", "run_audit", "summary_
 _LIST_MISSING = 20
 #: most (length, reward) points kept for the scatter plot and report.json
 _MAX_POINTS = 2000
-#: the field a slice key is read from when a record lacks it
-MISSING_KEY = "(missing)"
 
 
 def summary_stats(scored: Sequence[ScoredRecord]) -> dict[str, Any]:
@@ -136,6 +133,7 @@ class AuditReport:
     #: sample of ``_MAX_POINTS`` of them (``n`` is the full count)
     length_points: dict[str, Any] | None = None
     zero_variance_groups: float | None = None
+    groups: Any = None  # slices.ZeroVarianceGroups: the counts behind zero_variance_groups
     flagged: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -170,6 +168,7 @@ class AuditReport:
             "length_reward": part(self.length_reward),
             "length_points": None if self.length_points is None else dict(self.length_points),
             "zero_variance_groups": self.zero_variance_groups,
+            "groups": part(self.groups),
             "notes": list(self.notes),
             "timings": dict(self.timings),
         }
@@ -311,7 +310,7 @@ def run_audit(
         pool_name, pool = "rollouts", rollouts_scored
     else:
         pool_name, pool = "baselines", baseline_scored + gold_scored
-    slices, length_reward, length_points, zero_variance = _pool_stats(pool, slice_fields, seed=seed)
+    slices, length_reward, length_points, groups = _pool_stats(pool, slice_fields, seed=seed)
     timings["pool"] = time.perf_counter() - clock
 
     match = agreement = calibration = None
@@ -329,7 +328,7 @@ def run_audit(
         spec=scorer.spec.name, task=task, n_cases=len(case_list), n_rollouts=len(rollouts), pool=pool_name,
         baselines=baselines, gold=gold, probes=probe_report, exploit=exploit, benchmark=bench,
         agreement=agreement, calibration=calibration, ratings=match, slices=slices, length_reward=length_reward,
-        length_points=length_points, zero_variance_groups=zero_variance, flagged=flagged, notes=notes, timings=timings,
+        length_points=length_points, zero_variance_groups=None if groups is None else groups.fraction, groups=groups, flagged=flagged, notes=notes, timings=timings,
     )  # fmt: skip
 
 
@@ -400,49 +399,24 @@ def _score_with_bar(scorer: Scorer, rows: list[dict[str, Any]], label: str, prog
         return list(scorer.iter_score(rows, on_progress=lambda n: bar.advance(task, n)))
 
 
-def _field(record: Mapping[str, Any], path: str) -> str:
-    """A slice key: the record's value at a dotted path, as text (``(missing)`` when absent)."""
-    value: Any = record
-    for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return MISSING_KEY
-        value = value[part]
-    if value is None:
-        return MISSING_KEY
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-
-
 def _pool_stats(pool: Sequence[ScoredRecord], slice_fields: Sequence[str], *, seed: int):
     """Slices, length–reward correlation (length = whitespace-separated words of the completion),
-    the plotted points and the zero-variance group fraction, over the ok records."""
-    from .slices import length_reward_correlation, slice_table, zero_variance_group_fraction
+    the plotted points and the zero-variance groups over the pool; records not scored ok count
+    as their slice's ``n_error`` and are left out of everything else."""
+    from .slices import completion_length, group_keys, length_reward_correlation, slice_records, zero_variance_groups
 
-    ok = [r for r in pool if r.status is Status.OK and r.reward is not None]
-    rewards = [float(r.reward) for r in ok]
-    slices = {name: slice_table(rewards, [_field(r.record, name) for r in ok]) for name in slice_fields}
-    lengths = [len(as_text(_completion_text(r.record)).split()) for r in ok]
-    length_reward = length_reward_correlation(lengths, rewards) if ok else None
-    groups = [_group(r.record) for r in ok]
-    zero_variance = zero_variance_group_fraction(rewards, groups) if ok else None
-    keep = range(len(ok))
+    records = [r.record for r in pool]
+    rewards = [float(r.reward) if r.status is Status.OK and r.reward is not None else None for r in pool]
+    slices = {name: slice_records(records, rewards, name) for name in slice_fields}
+    lengths = [completion_length(record) for record in records]
+    length_reward = length_reward_correlation(lengths, rewards, seed=seed) if pool else None
+    groups = zero_variance_groups(rewards, group_keys(records)) if pool else None
+    ok = [i for i, reward in enumerate(rewards) if reward is not None]
     if len(ok) > _MAX_POINTS:
-        keep = sorted(random.Random(seed).sample(range(len(ok)), _MAX_POINTS))
-    points = {"n": len(ok), "length": [lengths[i] for i in keep], "reward": [rewards[i] for i in keep]}
-    return slices, length_reward, points, zero_variance
-
-
-def _completion_text(record: Mapping[str, Any]) -> Any:
-    value = record.get("completion", "")
-    if isinstance(value, list):  # a conversation: the assistant turns
-        return " ".join(str(m.get("content", "")) for m in value if isinstance(m, Mapping) and m.get("role") == "assistant")
-    return value
-
-
-def _group(record: Mapping[str, Any]) -> str:
-    """The GRPO group of a pooled record: its ``group``, else its case (prompt and reference)."""
-    if record.get("group") is not None:
-        return str(record["group"])
-    return json.dumps([record.get("prompt"), record.get("reference")], sort_keys=True, default=str)
+        ok = sorted(random.Random(seed).sample(ok, _MAX_POINTS))
+    n_ok = sum(reward is not None for reward in rewards)
+    points = {"n": n_ok, "length": [lengths[i] for i in ok], "reward": [rewards[i] for i in ok]}
+    return slices, length_reward, points, groups
 
 
 def _agreement(rollouts: Sequence[ScoredRecord], ratings: Mapping[str, float], notes: list[str]):

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from ..compose.spec import Spec, load_spec
 from ..errors import InputError
+from ..io import read_records
 from ..runner import Scorer
 from ..tasks import get_task, list_tasks
 from .console import err, out, user_errors
@@ -95,10 +96,8 @@ def audit_command(
     rating_map = read_ratings(ratings) if ratings is not None else None  # a bad file fails before any scoring
     loaded = load_spec(spec)
     records: Any
-    if cases is not None:
-        from ..audit.cases import load_cases
-
-        records = load_cases(cases, limit=limit)
+    if cases is not None:  # streamed; run_audit stops after --limit records
+        records = read_records(cases)
     else:
         name = task if task is not None else resolve_task(loaded)
         records = get_task(name).generate(n, seed)
