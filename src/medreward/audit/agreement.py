@@ -36,8 +36,8 @@ from typing import Any, Literal
 import numpy as np
 
 __all__ = [
-    "AgreementReport", "AgreementStat", "agreement", "bin_to_categories", "bootstrap_ci", "cohen_kappa",
-    "kendall_tau_b", "pearson", "rank_average", "spearman",
+    "AgreementReport", "AgreementStat", "agreement", "agreement_stat", "bin_to_categories", "bootstrap_ci",
+    "cohen_kappa", "kendall_tau_b", "pearson", "rank_average", "spearman",
 ]  # fmt: skip
 
 Stat = Callable[[np.ndarray, np.ndarray], "float | None"]
@@ -282,20 +282,25 @@ def bootstrap_ci(
 
 
 # -- the report ---------------------------------------------------------------------------------
-def _undefined_reason(x: np.ndarray, y: np.ndarray, kind: str) -> str:
+def _undefined_reason(x: np.ndarray, y: np.ndarray, kinds: tuple[str, str]) -> str:
     if x.size < 2:
         return f"undefined: {x.size} pair(s), need at least 2"
     if np.ptp(y) == 0:
-        return "undefined: the ratings are constant"
+        return f"undefined: the {kinds[1]} are constant"
     if np.ptp(x) == 0:
-        return f"undefined: the {kind} are constant"
+        return f"undefined: the {kinds[0]} are constant"
     return "undefined: zero expected disagreement"
 
 
-def _stat(name: str, fn: Stat, x: np.ndarray, y: np.ndarray, n_boot: int, seed: int, kind: str = "rewards") -> AgreementStat:
+def agreement_stat(
+    name: str, fn: Stat, x: np.ndarray, y: np.ndarray, n_boot: int, seed: int,
+    kinds: tuple[str, str] = ("rewards", "ratings"),
+) -> AgreementStat:  # fmt: skip
+    """``fn(x, y)`` as an :class:`AgreementStat` with its bootstrap interval, or None with why it
+    is undefined (``kinds`` names x and y in that reason)."""
     value = fn(x, y)
     if value is None:
-        return AgreementStat(name, None, n=int(x.size), note=_undefined_reason(x, y, kind))
+        return AgreementStat(name, None, n=int(x.size), note=_undefined_reason(x, y, kinds))
     low, high, undefined = bootstrap_ci(fn, x, y, n_boot=n_boot, seed=seed)
     note = f"{undefined} of {n_boot} bootstrap resamples undefined (left out)" if undefined else ""
     return AgreementStat(name, value, low, high, int(x.size), note)
@@ -328,14 +333,15 @@ def agreement(
         raise ValueError("pred and truth must be finite numbers or None")
     n_missing = len(pred) - len(keep)
     stats = {
-        "spearman": _stat("spearman", spearman, x, y, n_boot, seed),
-        "kendall": _stat("kendall", kendall_tau_b, x, y, n_boot, seed),
-        "pearson": _stat("pearson", pearson, x, y, n_boot, seed),
+        "spearman": agreement_stat("spearman", spearman, x, y, n_boot, seed),
+        "kendall": agreement_stat("kendall", kendall_tau_b, x, y, n_boot, seed),
+        "pearson": agreement_stat("pearson", pearson, x, y, n_boot, seed),
     }
     if y.size:
         binned = bin_to_categories(x, y, kappa_bins)
-        stats["cohen_kappa"] = _stat("cohen_kappa", _kappa(None), binned, y, n_boot, seed, "binned rewards")
-        stats["quadratic_kappa"] = _stat("quadratic_kappa", _kappa("quadratic"), binned, y, n_boot, seed, "binned rewards")
+        kinds = ("binned rewards", "ratings")
+        stats["cohen_kappa"] = agreement_stat("cohen_kappa", _kappa(None), binned, y, n_boot, seed, kinds)
+        stats["quadratic_kappa"] = agreement_stat("quadratic_kappa", _kappa("quadratic"), binned, y, n_boot, seed, kinds)
     else:
         for name in ("cohen_kappa", "quadratic_kappa"):
             stats[name] = AgreementStat(name, None, n=0, note="undefined: 0 pair(s), need at least 2")
