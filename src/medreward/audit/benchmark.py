@@ -332,10 +332,8 @@ def gold_of(case: Mapping[str, Any]) -> str | None:
     gold = case.get("gold")
     if isinstance(gold, str) and gold:
         return gold
-    try:
-        from .cases import gold_completion
-    except ImportError:  # pragma: no cover - the cases module ships with the audit package
-        return None
+    from .cases import gold_completion
+
     return gold_completion(dict(case))
 
 
