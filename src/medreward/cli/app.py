@@ -37,6 +37,7 @@ def _register() -> None:
     app.add_typer(reward_model.reward_model_app, name="reward-model")
     app.command("demo")(demo.demo_command)
     from . import audit; app.command("audit")(audit.audit_command)  # noqa: E702
+    from . import benchmark; app.command("benchmark")(benchmark.benchmark_command)  # noqa: E702
     from . import eval as eval_cli; app.command("eval")(eval_cli.eval_command)  # noqa: E702
     from . import semantic
 
