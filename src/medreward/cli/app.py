@@ -38,6 +38,7 @@ def _register() -> None:
     app.command("demo")(demo.demo_command)
     from . import audit; app.command("audit")(audit.audit_command)  # noqa: E702
     from . import benchmark; app.command("benchmark")(benchmark.benchmark_command)  # noqa: E702
+    from . import compare; app.command("compare")(compare.compare_command)  # noqa: E702
     from . import eval as eval_cli; app.command("eval")(eval_cli.eval_command)  # noqa: E702
     from . import semantic
 
