@@ -333,22 +333,23 @@ WRONG_UNITS: dict[str, str] = {
 
 
 def _number_span(content: str) -> tuple[int, int] | None:
-    """Span of the last number in ``content`` (plain scanning: digits, one '.', a leading '-')."""
-    end = len(content)
-    while end > 0 and not content[end - 1].isdigit():
-        end -= 1
-    if end == 0:
+    """Span of the digits of the answer's value (:func:`~medreward.parse.numbers.final_number`
+    finds the mention; its unit may hold digits too, as in ``mL/min/1.73 m^2``)."""
+    from ..parse.numbers import final_number
+
+    mention = final_number(content)
+    if mention is None:
         return None
-    start = end
+    start = end = mention.span[0]
+    if end < len(content) and content[end] in "+-\u2212":
+        end += 1
     seen_dot = False
-    while start > 0 and (content[start - 1].isdigit() or (content[start - 1] == "." and not seen_dot)):
-        seen_dot = seen_dot or content[start - 1] == "."
-        start -= 1
-    if content[start] == ".":
-        start += 1
-    if start > 0 and content[start - 1] in "-\u2212":
-        start -= 1
-    return start, end
+    while end < len(content) and (content[end].isdigit() or (content[end] == "." and not seen_dot)):
+        seen_dot = seen_dot or content[end] == "."
+        end += 1
+    if content[end - 1] == ".":
+        end -= 1
+    return (start, end) if any(ch.isdigit() for ch in content[start:end]) else None
 
 
 def _format_number(value: float, like: str) -> str:
@@ -377,7 +378,10 @@ def _change_value(record: Mapping[str, Any], gold: str, rng: random.Random) -> s
         if span is None:
             return None
         raw = content[span[0] : span[1]]
-        value = float(raw.replace("\u2212", "-"))
+        try:
+            value = float(raw.replace("\u2212", "-"))
+        except ValueError:
+            return None
         integer = "." not in raw
         steps = [1, 2, 3, -1, -2] if integer and abs(value) < 20 else [0.5, 1.5, 2.0, 0.7, 1.3]
         rng.shuffle(steps)
