@@ -35,6 +35,7 @@ def _register() -> None:
     app.add_typer(baselines.baselines_app, name="baselines")
     app.add_typer(cache.cache_app, name="cache")
     app.add_typer(reward_model.reward_model_app, name="reward-model")
+    from . import train; app.add_typer(train.train_app, name="train")  # noqa: E702
     app.command("demo")(demo.demo_command)
     from . import audit; app.command("audit")(audit.audit_command)  # noqa: E702
     from . import benchmark; app.command("benchmark")(benchmark.benchmark_command)  # noqa: E702
