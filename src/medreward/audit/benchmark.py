@@ -371,7 +371,7 @@ def build_preferences(
         rng.shuffle(kinds)
         rejected: list[str] = []
         source: list[str] = []
-        for round_ in range(3):  # later rounds: an answer kind may give another corruption (another letter)
+        for round_ in range(1 + 3 * n_rejected):  # later rounds: an answer kind may give another (another letter)
             for kind in kinds:
                 if len(rejected) == n_rejected:
                     break
