@@ -36,8 +36,8 @@ _GOOD = ("sound", "equivalent")
 def format_number(value: Any) -> str:
     """How the page writes a number of report.json.
 
-    >>> format_number(3), format_number(0.5), format_number(2 / 3), format_number(None)
-    ('3', '0.500', '0.667', '—')
+    >>> format_number(3), format_number(0.5), format_number(2 / 3), format_number(-1e-9), format_number(None)
+    ('3', '0.500', '0.667', '0.000', '—')
     """
     if value is None:
         return UNDEFINED
@@ -45,7 +45,8 @@ def format_number(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, int):
         return str(value)
-    return f"{float(value):.3f}"
+    text = f"{float(value):.3f}"
+    return "0.000" if text == "-0.000" else text  # a tiny negative gap reads as zero
 
 
 def lookup(data: Any, path: str) -> Any:
@@ -115,6 +116,13 @@ def _pyplot():
     return plt
 
 
+def _mpl_version() -> tuple[int, int]:
+    import matplotlib
+
+    major, minor = matplotlib.__version__.split(".")[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+
+
 class _Page:
     """Builds the page from report.json's data; ``num`` is the only way a number enters it."""
 
@@ -155,28 +163,6 @@ class _Page:
             cls = f' class="{classes[i]}"' if i < len(classes) and classes[i] else ""
             body.append(f"<tr{cls}>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>")
         return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-    def scalars(self, path: str) -> str:
-        """A two-column table of every number under ``path`` (for parts of unknown shape)."""
-        rows = []
-        for sub, value in _leaves(lookup(self.data, path), path):
-            if isinstance(value, str):
-                rows.append([html.escape(sub[len(path) + 1 :]), html.escape(value)])
-            elif value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
-                rows.append([html.escape(sub[len(path) + 1 :]), self.num(sub)])
-        return self.table(["", "value"], rows)
-
-
-def _leaves(node: Any, path: str):
-    if isinstance(node, Mapping):
-        for key, value in node.items():
-            yield from _leaves(value, f"{path}.{key}")
-    elif isinstance(node, list):
-        if len(node) <= 50:  # long lists (reward samples) are plotted, not tabulated
-            for i, value in enumerate(node):
-                yield from _leaves(value, f"{path}.{i}")
-    else:
-        yield path, node
 
 
 def _text(value: Any) -> str:
@@ -229,7 +215,9 @@ def _baselines(page: _Page) -> None:
     if shown:
 
         def draw(ax) -> None:
-            ax.boxplot([r for _, r in shown], vert=False, widths=0.6, showmeans=True)
+            # ``vert`` is deprecated from matplotlib 3.10, which added ``orientation``
+            horizontal = {"orientation": "horizontal"} if _mpl_version() >= (3, 10) else {"vert": False}
+            ax.boxplot([r for _, r in shown], widths=0.6, showmeans=True, **horizontal)
             ax.set_yticks(range(1, len(shown) + 1), [n for n, _ in shown])
             ax.invert_yaxis()
             ax.set_xlabel("reward")
@@ -362,13 +350,10 @@ def _agreement(page: _Page) -> None:
         if r.get(key):
             page.add(f"<p class=\"note\">{label} (first ones): " + ", ".join(f"<code>{_text(i)}</code>" for i in r[key]) + "</p>")
     if page.has("agreement"):
-        rows = []
-        for name, stat in page.data["agreement"].items():
-            if isinstance(stat, Mapping) and "value" in stat:
-                key = f"agreement.{name}"
-                rows.append([_text(stat.get("name") or name), page.num(f"{key}.value"), page.num(f"{key}.ci_low"),
-                             page.num(f"{key}.ci_high"), page.num(f"{key}.n"), _text(stat.get("note"))])  # fmt: skip
-        page.add(page.table(["statistic", "value", "95% CI low", "95% CI high", "n", "note"], rows))
+        names = [name for name, stat in page.data["agreement"].items() if isinstance(stat, Mapping) and "value" in stat]
+        page.add(_stat_table(page, "agreement", names))
+        if page.data["agreement"].get("note"):
+            page.add(f"<p class=\"note\">{_text(page.data['agreement']['note'])}</p>")
     if page.has("calibration"):
         c = page.data["calibration"]
         page.add(f"<p>ECE (equal-mass bins) {page.num('calibration.ece')} · Brier {page.num('calibration.brier')}</p>")
@@ -391,6 +376,17 @@ def _agreement(page: _Page) -> None:
             page.add(page.plot(draw, "reliability curve", width=4.8, height=4.2))
 
 
+def _stat_table(page: _Page, path: str, names: Sequence[str]) -> str:
+    """Statistics with bootstrap intervals (agreement.AgreementStat dicts), one row each."""
+    rows = []
+    for name in names:
+        key = f"{path}.{name}"
+        stat = lookup(page.data, key)
+        rows.append([_text(stat.get("name") or name), page.num(f"{key}.value"), page.num(f"{key}.ci_low"),
+                     page.num(f"{key}.ci_high"), page.num(f"{key}.n"), _text(stat.get("note"))])  # fmt: skip
+    return page.table(["statistic", "value", "95% CI low", "95% CI high", "n", "note"], rows)
+
+
 def _pool(page: _Page) -> None:
     data = page.data
     page.add("<h2>Slices, length and GRPO groups</h2>")
@@ -407,7 +403,7 @@ def _pool(page: _Page) -> None:
         page.add(page.table(["value", "n", "mean reward", "std", "gap to overall mean", "errors"], cells))
     if page.has("length_reward"):
         page.add("<h3>length vs reward</h3>")
-        page.add(page.scalars("length_reward"))
+        page.add(_stat_table(page, "length_reward", ("spearman", "pearson")))
     points = data.get("length_points") or {}
     if points.get("length"):
 

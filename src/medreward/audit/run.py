@@ -260,7 +260,7 @@ def run_audit(
 
     clock = time.perf_counter()
     gold_completions = _gold_completions(case_list)
-    baselines, baseline_scored = _baselines(scorer, case_list, tasks, seed=seed, progress=progress)
+    baselines, baseline_scored = _baselines(scorer, case_list, tasks, notes, seed=seed, progress=progress)
     if not baselines:
         notes.append("baselines: no baseline policies for the cases' task(s) " + (", ".join(tasks) or "(none named)"))
     gold_rows = [dict(c, completion=g, policy="gold") for c, g in zip(case_list, gold_completions) if g is not None]
@@ -366,7 +366,7 @@ def _gold_completions(cases: Sequence[dict[str, Any]]) -> list[str | None]:
 
 
 def _baselines(
-    scorer: Scorer, cases: Sequence[dict[str, Any]], tasks: Sequence[str], *, seed: int, progress: bool
+    scorer: Scorer, cases: Sequence[dict[str, Any]], tasks: Sequence[str], notes: list[str], *, seed: int, progress: bool
 ) -> tuple[dict[str, dict[str, Any]], list[ScoredRecord]]:
     """Each baseline policy of each task run on that task's cases, all scored in one batch."""
     rows: list[dict[str, Any]] = []
@@ -377,7 +377,7 @@ def _baselines(
             try:
                 rollouts = run_policy(task, info.name, task_cases, seed=seed)
             except Exception as exc:  # noqa: BLE001 - a policy that cannot read user cases: skip it, say so
-                log.warning("baseline policy %s/%s cannot run on these cases: %s", task, info.name, exc)
+                notes.append(f"baselines: policy {task}/{info.name} cannot run on these cases ({exc})")
                 continue
             name = info.name if len(tasks) == 1 else f"{task}/{info.name}"
             spans.append((name, task, len(rows), len(rows) + len(rollouts)))
