@@ -37,6 +37,8 @@ here too. Layout (all tables optional except ``model``)::
     [grpo.task_mix]                # optional, multi-task runs (see TaskMixConfig)
 
 ``report_to`` defaults to ``"none"``; set it (``"tensorboard"``, ``"wandb"``, …) in ``[trl]``.
+``logging_steps`` defaults to 1 (the per-step plot), and ``use_cpu`` to true on a machine without
+a GPU (TRL's bf16 default refuses such a machine otherwise).
 """
 
 from __future__ import annotations
@@ -349,7 +351,15 @@ def trl_arguments(config: TrainConfig, stage: str) -> dict[str, Any]:
     args = {**_TRL_DEFAULTS, **stage_config.trl}
     args["output_dir"] = str(stage_config.output_dir)
     args.setdefault("seed", config.seed)
+    if "use_cpu" not in args and not _has_accelerator():
+        args["use_cpu"] = True  # TRL's bf16 default refuses a machine without one unless use_cpu is set
     return args
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available() or getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
 def _build_trl(cls: type, args: Mapping[str, Any], where: str) -> Any:
