@@ -55,7 +55,11 @@ def test_a_given_gold_wins_over_the_reference():
     assert gold_completion({"task": "mcq", "reference": {"answer": "B"}, "gold": "  "}).endswith("<answer>B</answer>")
 
 
-def test_register_gold_for_a_new_task_and_refuse_a_second_builder():
+def test_register_gold_for_a_new_task_and_refuse_a_second_builder(monkeypatch):
+    from medreward.audit import cases as module
+
+    monkeypatch.setattr(module, "_BUILDERS", dict(module._BUILDERS))  # the test's builder vanishes after it
+
     @register_gold("audit-test-task", reasoning="Looking it up.")
     def builder(reference):
         return reference.get("answer")

@@ -29,7 +29,7 @@ from medreward.parse.labels import parse_labels
 from medreward.parse.numbers import final_number, parse_numbers
 from medreward.parse.tags import section_content
 from medreward.records import ComponentScore, conversation_text
-from medreward.rewards.base import RewardComponent, register
+from medreward.rewards.base import RewardComponent, registered_kinds
 from medreward.rewards.icd_codes import code_info
 from medreward.rewards.judge_prompts import injection_patterns
 from medreward.rewards.numeric import convert
@@ -436,9 +436,9 @@ def test_cases_without_reference_skip_the_probes_that_need_one(cases):
     assert {r.name for r in nothing.results} <= {s["name"] for s in nothing.skipped}
 
 
-@register
 class _FailsWithoutAnswer(RewardComponent):
-    """Test component: raises on a completion without an <answer> block (a broken reward)."""
+    """Test component: raises on a completion without an <answer> block (a broken reward). Named by
+    import path in the specs below, not registered: every registered kind must be in the fuzz test."""
 
     kind = "test.audit_fails_without_answer"
 
@@ -448,10 +448,13 @@ class _FailsWithoutAnswer(RewardComponent):
         return ComponentScore.ok(1.0)
 
 
+FAILS_WITHOUT_ANSWER = f"{_FailsWithoutAnswer.__module__}:_FailsWithoutAnswer"
+
+
 def test_component_errors_are_reported_as_errors_not_low_rewards(cases):
     spec = {"name": "brittle", "task": "mcq", "components": [
         {"name": "choice", "kind": "choice", "weight": 1.0, "params": {"field": "answer"}},
-        {"name": "brittle", "kind": "test.audit_fails_without_answer", "weight": 0.0}]}  # fmt: skip
+        {"name": "brittle", "kind": FAILS_WITHOUT_ANSWER, "weight": 0.0}]}  # fmt: skip
     report = run_probes(spec, cases["mcq"], probes=["empty", "answer_in_reasoning", "format_only"])
     for name in ("empty", "answer_in_reasoning"):
         result = report.result(name)
@@ -466,7 +469,7 @@ def test_component_errors_are_reported_as_errors_not_low_rewards(cases):
 def test_gold_errors_are_counted_and_excluded(cases):
     spec = {"name": "brittle_gold", "task": "mcq", "components": [
         {"name": "choice", "kind": "choice", "weight": 1.0, "params": {"field": "answer"}},
-        {"name": "brittle", "kind": "test.audit_fails_without_answer", "weight": 0.0}]}  # fmt: skip
+        {"name": "brittle", "kind": FAILS_WITHOUT_ANSWER, "weight": 0.0}]}  # fmt: skip
     mixed = [dict(c) for c in cases["mcq"][:10]]
     for c in mixed[:4]:
         c["gold"] = f"<think>x</think> the answer is {c['reference']['answer']}"  # no block: the spec errors
@@ -476,7 +479,15 @@ def test_gold_errors_are_counted_and_excluded(cases):
     assert result.n_scored == 10 and result.mean_gold == 1.0  # the six cases with a scorable gold
 
 
-def test_user_probe_and_failing_transform(cases):
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """Probes registered by a test vanish after it (other tests run every registered probe)."""
+    from medreward.audit import probes
+
+    monkeypatch.setattr(probes._PROBES, "_entries", dict(probes._PROBES.entries()))
+
+
+def test_user_probe_and_failing_transform(cases, scratch_registry):
     calls = []
 
     def shout(record, gold, rng):
@@ -497,6 +508,11 @@ def test_user_probe_and_failing_transform(cases):
     assert report.result("audit_test_shout").verdict == "not_equivalent"
     bad = report.result("audit_test_broken")
     assert bad.verdict == "skipped" and "KeyError" in bad.note and bad.n_not_applicable == 5
+
+
+def test_test_components_and_probes_stay_out_of_the_registries():
+    assert "test.audit_fails_without_answer" not in registered_kinds()
+    assert not [p.name for p in list_probes() if p.name.startswith("audit_test_")]
 
 
 def test_report_is_json_and_deterministic(cases):
