@@ -376,27 +376,45 @@ def _icd() -> Any:
     return icd()
 
 
-def _code_info(code: str) -> Any:
+@lru_cache(maxsize=1)
+def _code_info_fn() -> Callable[[str], Any]:
     from ..rewards.icd_codes import code_info
 
-    return code_info(code)
+    return code_info
+
+
+def _code_info(code: str) -> Any:
+    return _code_info_fn()(code)
 
 
 def _icd_gold(record: Mapping[str, Any]) -> list[str] | None:
-    from ..parse.icd import normalize_icd_code
-
     codes = _reference(record).get("codes")
     if isinstance(codes, str):
         codes = [c for c in codes.replace(";", ",").split(",") if c.strip()]
     if not isinstance(codes, (list, tuple)) or not codes:
         return None
+    found = _valid_codes(tuple(str(c) for c in codes))
+    return None if found is None else list(found)
+
+
+@lru_cache(maxsize=65536)
+def _valid_codes(raw: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The reference codes normalised and deduplicated (memoised: every probe reads them), or
+    ``None`` when one is not an ICD-10-CM code."""
+    from ..parse.icd import normalize_icd_code
+
     out = []
-    for raw in codes:
-        code = normalize_icd_code(str(raw))
+    for item in raw:
+        code = normalize_icd_code(item)
         if code is None or not _code_info(code).valid:
             return None
         out.append(code)
-    return list(dict.fromkeys(out))
+    return tuple(dict.fromkeys(out))
+
+
+@lru_cache(maxsize=1)
+def _common_blocks() -> tuple[tuple[str, str | None], ...]:
+    return tuple((c, _code_info(c).block) for c in COMMON_ICD_CODES)
 
 
 @lru_cache(maxsize=8192)
@@ -431,7 +449,7 @@ def _icd_sibling(code: str, rng: random.Random) -> str | None:
 
 def _icd_wrong(gold: Sequence[str], rng: random.Random, k: int = 1) -> list[str]:
     blocks = {_code_info(c).block for c in gold}
-    others = [c for c in COMMON_ICD_CODES if c not in gold and _code_info(c).block not in blocks]
+    others = [c for c, block in _common_blocks() if c not in gold and block not in blocks]
     return rng.sample(others, min(k, len(others)))
 
 
