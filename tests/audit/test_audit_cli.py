@@ -177,3 +177,23 @@ def test_ratings_with_unmatched_ids_are_reported(runs, workdir):
     assert data["calibration"] is not None and data["calibration"]["n"] == 10
     assert {row["key"] for row in data["slices"]["case.patient.sex"]} <= {"male", "female"}
     assert "10 of 11 matched" in " ".join(result.stdout.split())
+
+
+def test_terminal_summary_shows_flagged_probes_in_red(monkeypatch):
+    from rich.console import Console
+
+    from medreward.audit.run import run_audit
+    from medreward.cli import audit as audit_cli
+    from medreward.compose.spec import Spec
+
+    console = Console(record=True, force_terminal=True, color_system="standard", width=140)
+    monkeypatch.setattr(audit_cli, "out", console)
+    report = run_audit(Spec.from_toml(UNSOUND_TOML), get_task("toxicology").generate(15, 1), search=False, benchmark=False)
+    audit_cli.print_summary(report)
+    text = console.export_text(styles=True)
+    hedge_line = next(line for line in text.splitlines() if "hedge_all" in line)
+    assert "\x1b[31m" in hedge_line or "\x1b[1;31m" in hedge_line, repr(hedge_line)  # red
+    sound = next(r.name for r in report.probes.results if r.verdict in ("sound", "equivalent"))
+    sound_line = next(line for line in text.splitlines() if sound in line)
+    assert "\x1b[31m" not in sound_line and "\x1b[1;31m" not in sound_line
+    assert "FLAGGED" in text and "probe:hedge_all" in text

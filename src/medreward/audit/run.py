@@ -392,9 +392,10 @@ def _baselines(
 def _score_with_bar(scorer: Scorer, rows: list[dict[str, Any]], label: str, progress: bool) -> list[ScoredRecord]:
     if not progress or not rows:
         return scorer.score(rows)
+    from rich.console import Console
     from rich.progress import Progress
 
-    with Progress(transient=True) as bar:
+    with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(label, total=len(rows))
         return list(scorer.iter_score(rows, on_progress=lambda n: bar.advance(task, n)))
 

@@ -138,7 +138,7 @@ def print_summary(report: Any) -> None:
     table.add_column("policy", style="bold")
     table.add_column("mean reward", justify="right")
     table.add_column("n", justify="right")
-    rows = list(report.baselines.items())
+    rows = sorted(report.baselines.items(), key=lambda kv: -(kv[1]["mean"] if kv[1]["mean"] is not None else -1.0))
     if report.gold is not None:
         rows.insert(0, ("gold", report.gold))
     for name, stats in rows:
@@ -149,12 +149,18 @@ def print_summary(report: Any) -> None:
         probes = Table(title="hacking probes (reward relative to gold)")
         for column in ("probe", "kind", "vs gold", "exploitable frac.", "verdict"):
             probes.add_column(column, justify="right" if column in ("vs gold", "exploitable frac.") else "left")
+        skipped = [r.name for r in report.probes.results if r.verdict == "skipped"]
         for r in report.probes.results:
+            if r.verdict == "skipped":
+                continue
             flagged = r.verdict in ("exploitable", "not_equivalent")
-            style = "bold red" if flagged else "green" if r.verdict in ("sound", "equivalent") else "dim"
+            style = "bold red" if flagged else "green" if r.verdict in ("sound", "equivalent") else "yellow"
             probes.add_row(escape(r.name), r.kind, _fmt(r.relative), _fmt(r.exploitable_fraction),
-                           f"[{style}]{r.verdict}[/]")  # fmt: skip
+                           f"[{style}]{r.verdict}[/]", style="red" if flagged else None)  # fmt: skip
         out.print(probes)
+        if skipped:
+            out.print(f"[dim]probes skipped (not applicable to these cases): {escape(', '.join(skipped))}[/]",
+                      highlight=False, soft_wrap=True)  # fmt: skip
     if report.exploit is not None:
         ex = report.exploit
         colour = "red" if ex.verdict == "exploitable" else "green"
