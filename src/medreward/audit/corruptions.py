@@ -48,6 +48,7 @@ import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 from ..errors import MedrewardError
@@ -286,6 +287,15 @@ def _drop_code(record: Mapping[str, Any], gold: str, rng: random.Random) -> str 
     return _replace_answer(gold, edit)
 
 
+@lru_cache(maxsize=None)
+def _addable_codes(chapter: str) -> tuple[str, ...]:
+    """The chapter's billable codes that are well-formed codes: the index also lists a few
+    entries that are not (blocks without children such as 'C00-C96', 'QA0.0101')."""
+    from ..tasks.icd_coding import load_icd_index
+
+    return tuple(c for c in load_icd_index().billable.get(chapter, ()) if normalize_icd_code(c) == c)
+
+
 @_corruption("add_code", "A billable code from a chapter none of the answer's codes is in is added (chapters 1-21 but 20).", ("icd_coding",))
 def _add_code(record: Mapping[str, Any], gold: str, rng: random.Random) -> str | None:
     from ..tasks.icd_coding import DEFAULT_CHAPTERS, load_icd_index
@@ -298,9 +308,7 @@ def _add_code(record: Mapping[str, Any], gold: str, rng: random.Random) -> str |
         chapters = [ch for ch in DEFAULT_CHAPTERS if ch in index.billable and ch not in used]
         if not chapters:
             return None
-        # the index also lists a few entries that are not codes (blocks without children such
-        # as 'C00-C96', 'QA0.0101'): only well-formed codes are added
-        codes = [c for c in index.billable[rng.choice(chapters)] if normalize_icd_code(c) == c]
+        codes = _addable_codes(rng.choice(chapters))
         return sep.join([*items, rng.choice(codes)]) if codes else None
 
     return _replace_answer(gold, edit)
