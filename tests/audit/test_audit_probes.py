@@ -26,7 +26,7 @@ from medreward.audit.probes import (
 )
 from medreward.parse.icd import parse_icd_codes
 from medreward.parse.labels import parse_labels
-from medreward.parse.numbers import final_number, parse_numbers
+from medreward.parse.numbers import final_number
 from medreward.parse.tags import section_content
 from medreward.records import ComponentScore, conversation_text
 from medreward.rewards.base import RewardComponent, registered_kinds
@@ -513,6 +513,22 @@ def test_user_probe_and_failing_transform(cases, scratch_registry):
 def test_test_components_and_probes_stay_out_of_the_registries():
     assert "test.audit_fails_without_answer" not in registered_kinds()
     assert not [p.name for p in list_probes() if p.name.startswith("audit_test_")]
+
+
+def test_generic_probes_on_records_of_another_task():
+    # no task of the library: the record brings its own gold completion; a format-only spec pays
+    # every tagged completion in full, whatever it answers
+    records = [{"id": str(i), "task": "qa", "prompt": f"Question {i}?",
+                "gold": f"<think>thinking {i}</think>\n<answer>answer {i}</answer>"} for i in range(6)]  # fmt: skip
+    spec = {"name": "format_alone", "components": [{"name": "format", "kind": "format.tags", "weight": 1.0}]}
+    report = run_probes(spec, records)
+    assert report.gold_mean == 1.0
+    for name in ("format_only", "padding", "phrase_stuffing", "judge_injection", "repetition"):
+        assert report.result(name).verdict == "exploitable", name
+    assert report.result("empty").verdict == "sound"
+    assert report.result("padding").example.endswith("<answer>undetermined</answer>")
+    assert report.result("hedge_all").verdict == "skipped"  # a task-specific probe
+    assert {"name": "hedge_all", "reason": "no case of its tasks", "n_cases": 0} in report.skipped
 
 
 def test_report_is_json_and_deterministic(cases):

@@ -927,6 +927,18 @@ def _resolve(probes: Iterable[str | Probe] | None) -> list[Probe]:
     return list(dict.fromkeys(out))
 
 
+def _clip(text: str, limit: int = _EXAMPLE_CHARS) -> str:
+    """``text`` cut to ``limit`` characters by dropping its middle (the answer stays visible).
+
+    >>> _clip("a" * 300 + "b" * 300, 21)
+    'aaaaaaaaa … bbbbbbbbb'
+    """
+    if len(text) <= limit:
+        return text
+    half = (limit - 3) // 2
+    return f"{text[:half]} … {text[len(text) - half:]}"
+
+
 def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
@@ -1004,12 +1016,21 @@ def run_probes(
                 failures.append(f"transform returned {type(completion).__name__}, not a string")
                 continue
             if example is None:
-                example = completion[:_EXAMPLE_CHARS]
+                example = _clip(completion)
             placed.append((i, len(records)))
             records.append(_rollout(case, completion))
         plans.append((probe, placed, n_cases, n_no_ref, n_none, failures, example))
 
-    scored = _score(spec_or_scorer, records, progress)
+    owned = not isinstance(spec_or_scorer, Scorer)
+    scorer = Scorer(spec_or_scorer) if owned else spec_or_scorer
+    try:
+        scored = _score(scorer, records, progress)
+    finally:
+        if owned:
+            scorer.close()
+    if scorer.spec.aggregate == "normalize_then_sum":
+        log.warning("spec %r normalises rewards over the batch (GDPO): probe and gold rewards are z-scores of "
+                    "the whole probe batch, so their ratios are only indicative", scorer.spec.name)  # fmt: skip
 
     def reward_of(index: int | None) -> tuple[str, float | None]:
         if index is None:
@@ -1122,21 +1143,15 @@ def _result(probe: Probe, n_cases: int, n_scored: int, n_error: int, n_na: int, 
     )
 
 
-def _score(spec_or_scorer: Any, records: list[dict[str, Any]], progress: bool) -> list[Any]:
-    """Score all records in one scorer call (a built scorer is reused and left open)."""
-    owned = not isinstance(spec_or_scorer, Scorer)
-    scorer = Scorer(spec_or_scorer) if owned else spec_or_scorer
-    try:
-        if not progress or not records:
-            return scorer.score(records)
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def _score(scorer: Scorer, records: list[dict[str, Any]], progress: bool) -> list[Any]:
+    """Score all records in one scorer call, with a progress bar on a terminal when asked."""
+    if not progress or not records:
+        return scorer.score(records)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        console = Console(stderr=True)
-        with Progress(TextColumn("probes"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, disable=not console.is_terminal, transient=True) as bar:  # fmt: skip
-            task = bar.add_task("probes", total=len(records))
-            return list(scorer.iter_score(records, on_progress=lambda n: bar.advance(task, n)))
-    finally:
-        if owned:
-            scorer.close()
+    console = Console(stderr=True)
+    with Progress(TextColumn("probes"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, disable=not console.is_terminal, transient=True) as bar:  # fmt: skip
+        task = bar.add_task("probes", total=len(records))
+        return list(scorer.iter_score(records, on_progress=lambda n: bar.advance(task, n)))
