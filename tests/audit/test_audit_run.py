@@ -311,3 +311,12 @@ def test_timings_are_finite_and_add_up(tox_report):
     timings = tox_report.timings
     assert all(math.isfinite(v) and v >= 0 for v in timings.values())
     assert timings["total"] >= sum(v for k, v in timings.items() if k != "total") * 0.99
+
+
+def test_cases_without_a_task_take_the_spec_task(tox_cases):
+    bare = [{k: v for k, v in c.items() if k != "task"} for c in tox_cases[:6]]
+    report = run_audit("toxicology", bare, search=False, benchmark=False)
+    assert report.task == "toxicology" and report.gold["n"] == 6
+    assert "hedge" in report.baselines and report.probes.result("hedge_all").n_scored == 6
+    assert any("6 case(s) without a task taken as the spec's task 'toxicology'" in note for note in report.notes)
+    assert all("task" not in c for c in bare)  # the caller's records are left as they were

@@ -255,6 +255,11 @@ def run_audit(
     if not case_list:
         raise InputError("no cases to audit: the input holds no records")
     timings["read"] = time.perf_counter() - started
+    untasked = [c for c in case_list if not isinstance(c.get("task"), str)]
+    if untasked and scorer.spec.task is not None:  # the spec says what its cases are
+        for case in untasked:
+            case["task"] = scorer.spec.task
+        notes.append(f"cases: {len(untasked)} case(s) without a task taken as the spec's task {scorer.spec.task!r}")
     tasks = sorted({c["task"] for c in case_list if isinstance(c.get("task"), str)})
     task = tasks[0] if len(tasks) == 1 else (scorer.spec.task if not tasks else None)
 

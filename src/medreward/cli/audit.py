@@ -6,7 +6,8 @@ exploit search, reward benchmark, and agreement/calibration with ``--ratings``),
 
 Exit codes: 0 the audit ran (whatever it found); 1 with ``--fail-on exploitable`` when a probe or
 the exploit search flagged the spec (for CI jobs); 2 a user mistake (missing or unreadable file,
-unknown spec or task, no cases, a bad ratings file), reported as a message without a traceback.
+unknown spec or task, no cases, a bad ratings file), reported as a message without a traceback;
+130 interrupted (Ctrl-C), no report written.
 """
 
 from __future__ import annotations
@@ -105,11 +106,15 @@ def audit_command(
     with Scorer(loaded) as scorer:
         if not quiet:
             err.print(f"auditing spec [bold]{escape(loaded.name)}[/] …", highlight=False)
-        report = run_audit(
-            scorer, records, ratings=rating_map, exploit_budget=budget, benchmark=not no_benchmark,
-            search=not no_search, slice_fields=tuple(dict.fromkeys(slices)), limit=limit, seed=seed,
-            progress=show_progress,
-        )  # fmt: skip
+        try:
+            report = run_audit(
+                scorer, records, ratings=rating_map, exploit_budget=budget, benchmark=not no_benchmark,
+                search=not no_search, slice_fields=tuple(dict.fromkeys(slices)), limit=limit, seed=seed,
+                progress=show_progress,
+            )  # fmt: skip
+        except KeyboardInterrupt:  # Ctrl-C: nothing half-written, no traceback
+            err.print("[yellow]interrupted: no report was written[/]")
+            raise typer.Exit(130) from None
     html_path, json_path = write_report(report, output)
     if quiet:
         out.print(_verdict_line(report), highlight=False, soft_wrap=True)
