@@ -263,6 +263,10 @@ def _probes(page: _Page) -> None:
             ax.set_title("probes vs gold (solid line: gold; dashed: half of gold)")
 
         page.add(page.plot(draw, "probe rewards relative to gold", height=1.2 + 0.3 * len(plotted)))
+    for r in results:
+        if r.get("verdict") in _BAD and r.get("example"):
+            page.add(f"<details><summary>example of <code>{_text(r.get('name'))}</code> "
+                     f"({_text(r.get('description'))})</summary><pre>{_text(r['example'])}</pre></details>")  # fmt: skip
     skipped = probes.get("skipped") or []
     if skipped:
         page.add("<p>Skipped probes: " + "; ".join(f"<code>{_text(s.get('name'))}</code> ({_text(s.get('reason'))})" for s in skipped) + "</p>")
@@ -435,5 +439,5 @@ th{background:#f4f4f4}td .num{font-variant-numeric:tabular-nums}tr.bad td{backgr
 .verdict{padding:.5rem .75rem;border-radius:4px}.verdict.bad{background:#fdecea;color:#b71c1c;font-weight:600}
 .verdict.good{background:#e8f5e9;color:#1b5e20}.verdict-exploitable,.verdict-not_equivalent{color:#b71c1c;font-weight:600}
 .verdict-sound,.verdict-equivalent{color:#1b5e20}img.plot{display:block;max-width:100%;margin:.5rem 0}
-pre{background:#f7f7f7;padding:.5rem;white-space:pre-wrap;word-break:break-word}.note{color:#555;font-size:.9rem}
+details{margin:.25rem 0}summary{cursor:pointer}pre{background:#f7f7f7;padding:.5rem;white-space:pre-wrap;word-break:break-word}.note{color:#555;font-size:.9rem}
 """
