@@ -105,7 +105,7 @@ class RatingsMatch:
 
 @dataclass(frozen=True)
 class AuditReport:
-    """Everything one audit measured (``to_dict`` gives report.json; docs: docs/audit.md).
+    """Everything one audit measured (``to_dict`` gives report.json).
 
     ``baselines`` maps each baseline policy (``task/policy`` when the cases mix tasks) to
     ``{"task", "mean", "std", "n", "n_error", "rewards"}``; ``gold`` is the same for the gold
