@@ -283,3 +283,38 @@ def test_a_registered_corruption_is_listed_for_its_task():
                        lambda r, g, rng: g.upper())  # fmt: skip
     register_corruption(upper)
     assert upper in list_corruptions("test_task") and upper not in list_corruptions("mcq")
+
+
+# -- untrusted input --------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True), st.text(max_size=8))
+_references = st.one_of(
+    _scalars,
+    st.fixed_dictionaries({}, optional={
+        "substances": st.one_of(_scalars, st.lists(st.sampled_from(["opioids", "ethanol", "x", ""]), max_size=3)),
+        "codes": st.one_of(_scalars, st.lists(st.sampled_from(["I10", "E11.9", "S32.484K", "ZZZ"]), max_size=3)),
+        "value": _scalars, "unit": st.one_of(_scalars, st.sampled_from(list(WRONG_UNITS))),
+        "lower": _scalars, "upper": _scalars, "answer": st.one_of(_scalars, st.sampled_from(["A", "B"])),
+        "options": st.one_of(_scalars, st.dictionaries(st.sampled_from(["A", "B", "C"]), st.text(max_size=5), max_size=3)),
+    }),
+)  # fmt: skip
+_golds = st.one_of(
+    st.text(max_size=60),
+    st.builds(lambda t, a: f"<think>{t}</think><answer>{a}</answer>", st.text(max_size=20),
+              st.one_of(st.text(max_size=30), st.sampled_from(["I10, E11.9", "opioids; ethanol", "49.2 mL/hr", "B", "none",
+                                                                "-3.5 mg/dL", "120 mmHg", "7"]))),
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(task=st.sampled_from(["toxicology", "icd_coding", "calculator", "mcq", None]), reference=_references,
+       gold=_golds, prompt=st.one_of(st.text(max_size=20), st.just([{"role": "user", "content": "potassium"}]), _scalars),
+       seed=st.integers(0, 3))  # fmt: skip
+def test_every_corruption_takes_any_input(task, reference, gold, prompt, seed):
+    record = {"task": task, "reference": reference, "prompt": prompt}
+    for corruption in list_corruptions():
+        result = corruption.transform(record, gold, random.Random(seed))
+        assert result is None or (isinstance(result, str) and result != gold)

@@ -366,19 +366,27 @@ def _format_number(value: float, like: str) -> str:
     return text if float(text) != 0 or value == 0 else f"{value:.3g}"
 
 
-def _outside_band(value: float, record: Mapping[str, Any]) -> bool:
-    ref = record.get("reference") or {}
-    target = float(ref.get("value"))
-    lower = float(ref.get("lower", target))
-    upper = float(ref.get("upper", target))
+def _real(value: Any) -> float | None:
+    """A finite number of a reference field, or ``None`` (references are user data)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _outside_band(value: float, ref: Mapping[str, Any], target: float) -> bool:
+    lower = _real(ref.get("lower"))
+    upper = _real(ref.get("upper"))
     margin = max(0.05 * abs(target), 1e-9)  # also clear of the presets' 5 % relative tolerance
-    return value < min(lower, target - margin) or value > max(upper, target + margin)
+    low = min(target - margin, lower if lower is not None else target)
+    high = max(target + margin, upper if upper is not None else target)
+    return value < low or value > high
 
 
 @_corruption("change_value", "The answer's number is moved outside the reference tolerance band (unit kept).", ("calculator",))
 def _change_value(record: Mapping[str, Any], gold: str, rng: random.Random) -> str | None:
     ref = record.get("reference")
-    if not isinstance(ref, Mapping) or not isinstance(ref.get("value"), (int, float)):
+    target = _real(ref.get("value")) if isinstance(ref, Mapping) else None
+    if ref is None or target is None:
         return None
 
     def edit(content: str) -> str | None:
@@ -397,7 +405,7 @@ def _change_value(record: Mapping[str, Any], gold: str, rng: random.Random) -> s
             new = value + step if integer and abs(value) < 20 else value * step
             if integer:
                 new = float(round(new))
-            if new < 0 <= value or not math.isfinite(new) or not _outside_band(new, record):
+            if new < 0 <= value or not math.isfinite(new) or not _outside_band(new, ref, target):
                 continue
             return content[: span[0]] + _format_number(new, raw) + content[span[1] :]
         return None
