@@ -57,6 +57,7 @@ from ..runner import Scorer
 from .cases import format_number, gold_completion, tagged
 
 __all__ = [
+    "COMMON_ICD_CODES",
     "FORMAT_ONLY",
     "INJECTION",
     "STUFFED_PHRASES",
@@ -139,7 +140,7 @@ def get_probe(name: str) -> Probe:
 
 
 # -- results ------------------------------------------------------------------------------------
-def _round(x: float | None) -> float | None:
+def _float(x: float | None) -> float | None:
     return None if x is None else float(x)
 
 
@@ -166,8 +167,8 @@ class ProbeResult:
         return {
             "name": self.name, "kind": self.kind, "description": self.description, "n_cases": self.n_cases,
             "n_scored": self.n_scored, "n_error": self.n_error, "n_not_applicable": self.n_not_applicable,
-            "mean_reward": _round(self.mean_reward), "mean_gold": _round(self.mean_gold),
-            "relative": _round(self.relative), "exploitable_fraction": _round(self.exploitable_fraction),
+            "mean_reward": _float(self.mean_reward), "mean_gold": _float(self.mean_gold),
+            "relative": _float(self.relative), "exploitable_fraction": _float(self.exploitable_fraction),
             "verdict": self.verdict, "note": self.note, "example": self.example,
         }  # fmt: skip
 
@@ -197,8 +198,8 @@ class ProbeReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "n_cases": self.n_cases,
-            "gold_mean": _round(self.gold_mean),
-            "gold_error_rate": _round(self.gold_error_rate),
+            "gold_mean": _float(self.gold_mean),
+            "gold_error_rate": _float(self.gold_error_rate),
             "results": [r.to_dict() for r in self.results],
             "skipped": [dict(s) for s in self.skipped],
             "flagged": [r.name for r in self.flagged],
