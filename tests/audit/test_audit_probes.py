@@ -548,9 +548,15 @@ def test_report_is_json_and_deterministic(cases):
             assert r[key] is None or math.isfinite(r[key])
 
 
+def test_no_cases():
+    report = run_probes("mcq", [], probes=["hedge_all", "empty"])
+    assert report.n_cases == 0 and report.gold_mean is None and report.gold_error_rate is None
+    assert [r.verdict for r in report.results] == ["skipped", "skipped"] and not report.flagged
+
+
 def test_a_built_scorer_is_reused_in_one_batch(cases):
     scorer = Scorer("mcq")
-    report = run_probes(scorer, cases["mcq"][:10], probes=["empty", "negation", "hedge_all"])
+    report = run_probes(scorer, cases["mcq"][:10], probes=["empty", "negation", "hedge_all"], progress=True)
     assert isinstance(report, ProbeReport)
     assert scorer.stats.n == 10 * 4  # gold + three probes, scored by this scorer
     assert scorer.score([{"completion": "<answer>A</answer>", "reference": {"answer": "A"}}])[0].reward == 0.9
