@@ -245,11 +245,23 @@ def run_audit(
 
     An empty input is an :class:`InputError`.
     """
-    scorer = spec if isinstance(spec, Scorer) else Scorer(spec)
-    timings: dict[str, float] = {}
-    notes: list[str] = []
     if limit is not None and limit < 1:
         raise InputError(f"--limit must be a positive number of cases, got {limit}")
+    # a bad ratings file fails before any scoring
+    rating_map = None if ratings is None else read_ratings(ratings) if isinstance(ratings, (str, Path)) else dict(ratings)
+    if isinstance(spec, Scorer):
+        return _run(spec, cases, rating_map, exploit_budget, benchmark, search, probes, slice_fields, limit, seed, progress)
+    with Scorer(spec) as scorer:  # built here, closed here (its model backends, if any)
+        return _run(scorer, cases, rating_map, exploit_budget, benchmark, search, probes, slice_fields, limit, seed, progress)
+
+
+def _run(
+    scorer: Scorer, cases: Iterable[Mapping[str, Any]], rating_map: dict[str, float] | None, exploit_budget: int,
+    benchmark: bool, search: bool, probes: bool, slice_fields: Sequence[str], limit: int | None, seed: int,
+    progress: bool,
+) -> AuditReport:  # fmt: skip
+    timings: dict[str, float] = {}
+    notes: list[str] = []
     started = time.perf_counter()
     case_list, rollouts = _split_cases(islice(iter(cases), limit) if limit is not None else cases, notes)
     if not case_list:
@@ -319,9 +331,8 @@ def run_audit(
     timings["pool"] = time.perf_counter() - clock
 
     match = agreement = calibration = None
-    if ratings is not None:
+    if rating_map is not None:
         clock = time.perf_counter()
-        rating_map = read_ratings(ratings) if isinstance(ratings, (str, Path)) else dict(ratings)
         match, agreement, calibration = _agreement(rollouts_scored, rating_map, notes)
         timings["agreement"] = time.perf_counter() - clock
 
@@ -333,7 +344,8 @@ def run_audit(
         spec=scorer.spec.name, task=task, n_cases=len(case_list), n_rollouts=len(rollouts), pool=pool_name,
         baselines=baselines, gold=gold, probes=probe_report, exploit=exploit, benchmark=bench,
         agreement=agreement, calibration=calibration, ratings=match, slices=slices, length_reward=length_reward,
-        length_points=length_points, zero_variance_groups=None if groups is None else groups.fraction, groups=groups, flagged=flagged, notes=notes, timings=timings,
+        length_points=length_points, zero_variance_groups=None if groups is None else groups.fraction, groups=groups,
+        flagged=flagged, notes=notes, timings=timings,
     )  # fmt: skip
 
 
