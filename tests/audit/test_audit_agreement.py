@@ -62,6 +62,17 @@ def test_kappa_equals_sklearn(name, a, b):
     )
 
 
+def test_kappa_with_many_categories_equals_sklearn_without_a_category_table():
+    # hundreds of categories (sklearn takes them as integer labels); a k×k table of the 20,000
+    # distinct values below would hold 4·10⁸ cells
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(0, 250, size=300), rng.integers(0, 250, size=300)
+    for weights in (None, "quadratic"):
+        assert cohen_kappa(a, b, weights=weights) == pytest.approx(cohen_kappa_score(a, b, weights=weights), abs=1e-12)
+    big = rng.normal(size=20000)
+    assert cohen_kappa(big, big + 1.0, weights="quadratic") is not None
+
+
 def test_hand_computed_values():
     # Kendall: 6 pairs, one discordant (2,3 vs 3,2): (5 − 1) / 6
     assert kendall_tau_b([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)

@@ -203,24 +203,27 @@ def cohen_kappa(a: Sequence[Any], b: Sequence[Any], weights: Literal["quadratic"
         raise ValueError(f"expected two sequences of the same length, not {len(a)} and {len(b)}")
     if len(a) < 2:
         return None
-    labels = sorted(set(a) | set(b))
-    if len(set(a)) < 2 or len(set(b)) < 2:
+    labels, positions = np.unique(np.concatenate([np.asarray(a), np.asarray(b)]), return_inverse=True)
+    ia, ib = positions[: len(a)].astype(np.int64), positions[len(a) :].astype(np.int64)
+    if ia.min() == ia.max() or ib.min() == ib.max():
         return None
-    position = {label: i for i, label in enumerate(labels)}
-    k = len(labels)
-    ia = np.fromiter((position[v] for v in a), dtype=np.int64, count=len(a))
-    ib = np.fromiter((position[v] for v in b), dtype=np.int64, count=len(b))
-    observed = np.bincount(ia * k + ib, minlength=k * k).reshape(k, k).astype(float)
-    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0)) / observed.sum()
-    if weights is None:
-        w = 1.0 - np.eye(k)
-    else:
-        grid = np.arange(k, dtype=float)
-        w = (grid[:, None] - grid[None, :]) ** 2
-    denominator = float((w * expected).sum())
-    if denominator == 0.0:
+    # from the marginals, never a k×k table (continuous values give thousands of categories)
+    n = float(ia.size)
+    rows = np.bincount(ia, minlength=labels.size).astype(float)
+    cols = np.bincount(ib, minlength=labels.size).astype(float)
+    if weights is None:  # w_ij = 1 − [i = j]
+        disagree_observed = n - float(np.count_nonzero(ia == ib))
+        disagree_expected = n - float(rows @ cols) / n
+    else:  # w_ij = (i − j)²: Σ r_i c_j (i − j)² / n expands into moments of the marginals
+        grid = np.arange(labels.size, dtype=float)
+        diff = (ia - ib).astype(float)
+        disagree_observed = float(diff @ diff)
+        disagree_expected = (
+            float(rows @ grid**2) * cols.sum() + rows.sum() * float(cols @ grid**2) - 2.0 * float(rows @ grid) * float(cols @ grid)
+        ) / n
+    if disagree_expected <= 0.0:
         return None
-    return float(1.0 - (w * observed).sum() / denominator)
+    return float(1.0 - disagree_observed / disagree_expected)
 
 
 def bin_to_categories(values: Sequence[float], categories: Sequence[float], edges: Sequence[float] | None = None) -> np.ndarray:
@@ -353,6 +356,6 @@ def agreement(
 
 def _kappa(weights: Literal["quadratic"] | None) -> Stat:
     def stat(a: np.ndarray, b: np.ndarray) -> float | None:
-        return cohen_kappa(a.tolist(), b.tolist(), weights=weights)
+        return cohen_kappa(a, b, weights=weights)
 
     return stat

@@ -5,15 +5,19 @@ Quantifying Differences Between Reward Functions", ICLR 2024. A STARC metric is
 ``d(R1, R2) = m(s(R1), s(R2))`` with the standardised reward ``s(R) = c(R) / n(c(R))``: ``c`` a
 canonicalisation that removes what does not change the optimal policies (potential shaping,
 S'-redistribution), ``n`` a norm, ``m`` a metric. With ``m`` the L2 distance ``d`` lies in
-[0, 2]; we halve it so that it lies in [0, 1] (opposite rewards → 1), as the paper does.
+[0, 2]; we halve it so that it lies in [0, 1] (opposite rewards → 1); a constant factor keeps it
+a STARC metric, with the paper's regret bounds scaled by it.
 
 The one-step (bandit) case used here, for LLM rollouts (prompt ``x``, completion ``y``):
 
 - **Canonicalisation.** With one step and a terminal next state (its value 0), potential
   shaping is a per-prompt offset ``R(x, y) − Φ(x)`` and S'-redistribution is trivial, so the
-  paper's value-adjusted levelling (VAL, the EPIC canonicalisation generalised) becomes
+  paper's value-adjusted levelling (VAL, its generalisation of EPIC's canonicalisation) becomes
   ``c(R)(x, y) = R(x, y) − E_{y~π(·|x)} R(x, y)``. We take π uniform over the completions
   observed for the prompt: ``c(R)(x, y_i) = R(x, y_i) − mean_j R(x, y_j)`` (per-prompt centring).
+  EPIC's own canonicalisation, specialised the same way (a reward of the prompt and completion
+  only, zero reward after the terminal state), subtracts the same per-prompt mean plus one
+  constant common to all prompts (``γ·E[R]``); we follow VAL, which has no such term.
 - **Normalisation.** The L2 norm over the prompt's rollouts: ``r̂ = c(R) / ‖c(R)‖₂``.
 - **Distance.** ``d(x) = ‖r̂₁ − r̂₂‖₂ / 2`` per prompt, averaged over prompts (each prompt counts
   once). Equivalently ``d(x) = sqrt((1 − ρ_x) / 2)`` with ``ρ_x`` the Pearson correlation of the
