@@ -320,3 +320,11 @@ def test_cases_without_a_task_take_the_spec_task(tox_cases):
     assert "hedge" in report.baselines and report.probes.result("hedge_all").n_scored == 6
     assert any("6 case(s) without a task taken as the spec's task 'toxicology'" in note for note in report.notes)
     assert all("task" not in c for c in bare)  # the caller's records are left as they were
+
+
+def test_ratings_mapping_is_checked_and_ids_read_as_text():
+    rollouts = [_rollout("1", "g1", "opioids"), _rollout("2", "g2", "ethanol")]
+    report = run_audit("toxicology", rollouts, ratings={1: True, 2: 0}, search=False, benchmark=False, probes=False)
+    assert report.ratings.n_matched == 2
+    with pytest.raises(InputError, match="id 2 must be a finite number"):
+        run_audit("toxicology", rollouts, ratings={1: 1.0, 2: float("nan")}, probes=False)

@@ -203,6 +203,18 @@ def read_ratings(path: str | Path) -> dict[str, float]:
     return ratings
 
 
+def _ratings_map(ratings: Mapping[Any, Any]) -> dict[str, float]:
+    """A mapping id → rating with string ids and finite float ratings (else an InputError)."""
+    out: dict[str, float] = {}
+    for ident, rating in ratings.items():
+        if isinstance(rating, bool):
+            rating = float(rating)
+        if not isinstance(rating, (int, float)) or not math.isfinite(rating):
+            raise InputError(f"ratings: the rating of id {ident!r} must be a finite number, got {rating!r}")
+        out[str(ident)] = float(rating)
+    return out
+
+
 def _rating_line(line: str, number: int, path: Path) -> tuple[str, float]:
     where = f"ratings file {str(path)!r} line {number}"
     try:
@@ -248,7 +260,7 @@ def run_audit(
     if limit is not None and limit < 1:
         raise InputError(f"--limit must be a positive number of cases, got {limit}")
     # a bad ratings file fails before any scoring
-    rating_map = None if ratings is None else read_ratings(ratings) if isinstance(ratings, (str, Path)) else dict(ratings)
+    rating_map = None if ratings is None else read_ratings(ratings) if isinstance(ratings, (str, Path)) else _ratings_map(ratings)
     if isinstance(spec, Scorer):
         return _run(spec, cases, rating_map, exploit_budget, benchmark, search, probes, slice_fields, limit, seed, progress)
     with Scorer(spec) as scorer:  # built here, closed here (its model backends, if any)
