@@ -246,6 +246,6 @@ def test_smollm2_samples_and_is_scored():
     cases = get_task("toxicology").generate(2, 1_000_003)
     report = evaluate_policy(sample, cases, task="toxicology", k=2, count_tokens=sample.count_tokens)
     assert report.n_samples == 4 and report.statuses == {"ok": 4}
-    assert 1 <= report.mean_length_tokens <= 24
+    assert 1 <= report.mean_length_tokens <= 24 + 4  # the decoded text re-tokenized: about the tokens generated
     assert report.mean_length_chars > report.mean_length_tokens  # a real BPE tokenizer: several chars per token
     assert 0.0 <= report.pass_at_1 <= report.pass_at_k <= 1.0

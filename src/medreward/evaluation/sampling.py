@@ -52,6 +52,8 @@ class TransformersGenerator:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         if not getattr(tokenizer, "chat_template", None):
             raise InputError("the tokenizer has no chat template: the policy is prompted with chat messages")
+        if tokenizer.pad_token is None:  # e.g. a GGUF tokenizer: pad with eos, as TRL's trainers do
+            tokenizer.pad_token = tokenizer.eos_token
         self.model = model
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
