@@ -41,6 +41,7 @@ def _register() -> None:
     from . import benchmark; app.command("benchmark")(benchmark.benchmark_command)  # noqa: E702
     from . import compare; app.command("compare")(compare.compare_command)  # noqa: E702
     from . import eval as eval_cli; app.command("eval")(eval_cli.eval_command)  # noqa: E702
+    from . import pairs; app.command("pairs")(pairs.pairs_command)  # noqa: E702
     from . import semantic
 
     app.command("semantic-check")(semantic.semantic_check_command)
