@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -509,12 +509,3 @@ def _hallucinated_finding(record: Mapping[str, Any], gold: str, rng: random.Rand
         return f"{finding}\n{gold}"
     return f"{gold[: answer.start]}<think>{finding}</think>\n{gold[answer.start :]}"
 
-
-def corrupted(record: Mapping[str, Any], gold: str, corruptions: Sequence[Corruption], rng: random.Random) -> list[tuple[str, str]]:
-    """``(name, completion)`` for each of ``corruptions`` that applies to ``record`` and changes ``gold``."""
-    out = []
-    for c in corruptions:
-        text = c.transform(record, gold, rng)
-        if text is not None and text != gold:
-            out.append((c.name, text))
-    return out
