@@ -32,6 +32,8 @@ def _rollouts() -> list[dict]:
             completion = f"<think>findings</think><answer>{answer}</answer>" if i % 4 else answer  # some lack tags
             rows.append({"id": f"p{p}r{i}", "prompt": f"case {p}", "completion": completion,
                          "reference": {"substances": truth}, "case": {"ward": p // 2}})  # fmt: skip
+            if p < 3:
+                rows[-1]["site"] = {"name": "north"}
     rows.insert(7, {"id": "no-reference", "prompt": "case 1", "completion": "<answer>opioids</answer>", "reference": {}})
     rows.insert(3, {"id": "no-completion", "prompt": "case 0"})
     return rows
@@ -63,6 +65,8 @@ ERROR_CASES = {
     "zero limit": (("--rollouts", "rollouts.jsonl", "toxicology", "spec_b.toml", "--limit", "0"), "--limit must be a positive number"),
     "negative n-boot": (("--rollouts", "rollouts.jsonl", "toxicology", "toxicology", "--n-boot", "-1"), "--n-boot must be 0 or more"),
     "no rollouts option": (("toxicology", "spec_b.toml"), "Missing option '--rollouts'"),
+    "group key nobody has": (("--rollouts", "rollouts.jsonl", "toxicology", "spec_b.toml", "--group-key", "case.bed"),
+                             "--group-key 'case.bed': no compared record has this field"),
     "one spec": (("--rollouts", "rollouts.jsonl", "toxicology"), "Missing argument 'SPEC_B'"),
 }  # fmt: skip
 
@@ -77,6 +81,7 @@ def runs(workdir) -> dict[str, subprocess.CompletedProcess[str]]:
         "same spec": ("compare", "toxicology", "toxicology", "--rollouts", "rollouts.jsonl", "--json", "--n-boot", "0"),
         "limit": (*base, "--json", "--limit", "14", "--n-boot", "0"),
         "group key": (*base, "--json", "--group-key", "case.ward", "--n-boot", "0"),
+        "partial group key": (*base, "--json", "--group-key", "site.name", "--n-boot", "0"),
         "unscorable": ("compare", "toxicology", "spec_b.toml", "--rollouts", "unscorable.jsonl", "--json"),
     }  # fmt: skip
     return run_all(commands, workdir)
@@ -155,6 +160,15 @@ def test_group_key_names_the_groups(runs, workdir):
     assert data["starc_detail"]["n_groups"] == 3  # wards 0, 1, 2 (the records without a reward are left out)
     assert data["starc"] == pytest.approx(expected["starc"], abs=1e-12)
     assert data["starc"] != pytest.approx(_one_json_object(runs["json"])["starc"])
+
+
+def test_records_without_the_group_key_form_one_group_with_a_note(runs, workdir):
+    data = _one_json_object(runs["partial group key"])
+    # the 18 rows of prompts 0-2 name site "north"; the 18 of prompts 3-5 have no site: one "(missing)" group
+    expected = _expected(workdir, _rollouts(), "site.name")
+    assert data["starc_detail"]["n_groups"] == 2
+    assert data["starc"] == pytest.approx(expected["starc"], abs=1e-12)
+    assert any("18 compared record(s) have no field 'site.name'" in note for note in data["notes"])
 
 
 def test_nothing_comparable_gives_nulls_not_zeros(runs):

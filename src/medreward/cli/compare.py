@@ -39,6 +39,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..audit.agreement import agreement_stat, kendall_tau_b, pearson, spearman
+from ..audit.slices import MISSING, group_keys, zero_variance_groups
+from ..audit.starc import starc_distance
 from ..errors import InputError
 from ..io import GuardedRecords, read_records
 from ..records import ScoredRecord, Status
@@ -93,14 +96,10 @@ class Comparison:
 
 
 def compare_rewards(
-    a: _Scores, b: _Scores, *, spec_a: str, spec_b: str, n_boot: int = 1000, seed: int = 0
+    a: _Scores, b: _Scores, *, spec_a: str, spec_b: str, n_boot: int = 1000, seed: int = 0, notes: Iterable[str] = ()
 ) -> Comparison:
     """STARC, rank agreement, mean rewards and zero-variance groups of two specs' scores of the
     same records (aligned by position); records not ok under either spec are left out and counted."""
-    from ..audit.agreement import agreement_stat, kendall_tau_b, pearson, spearman
-    from ..audit.slices import zero_variance_groups
-    from ..audit.starc import starc_distance
-
     both = [i for i, (ra, rb) in enumerate(zip(a.rewards, b.rewards)) if ra is not None and rb is not None]
     ra = [a.rewards[i] for i in both]
     rb = [b.rewards[i] for i in both]
@@ -116,7 +115,7 @@ def compare_rewards(
         side: dict(sorted(Counter(s for s, r in zip(scores.statuses, scores.rewards) if r is None).items()))
         for side, scores in (("a", a), ("b", b))
     }
-    notes = []
+    notes = list(notes)
     n_excluded = len(a.rewards) - len(both)
     if n_excluded:
         notes.append(f"{n_excluded} of {len(a.rewards)} record(s) without a reward under one spec or both left out")
@@ -134,8 +133,6 @@ def _limited(records: Iterable[Any], limit: int | None) -> Iterator[Any]:
 
 
 def _score(scorer: Scorer, source: Iterable[Any], group_key: str | None, label: str, total: int | None, quiet: bool) -> _Scores:
-    from ..audit.slices import group_keys
-
     rewards: list[float | None] = []
     statuses: list[str] = []
     groups: list[str] = []
@@ -167,6 +164,16 @@ def _records(rollouts: Path, limit: int | None) -> tuple[Any, Any]:
     first = GuardedRecords(read_records(rollouts))
     second = GuardedRecords(read_records(rollouts))
     return (_limited(first, limit), first), (_limited(second, limit), second)
+
+
+def _check_group_key(a: _Scores, b: _Scores, group_key: str) -> list[str]:
+    """A --group-key that no compared record has is a typo (an error), not one big group; the
+    records that lack it form one group, said in a note."""
+    compared = [g for g, ra, rb in zip(a.groups, a.rewards, b.rewards) if ra is not None and rb is not None]
+    missing = sum(g == MISSING for g in compared)
+    if compared and missing == len(compared):
+        raise InputError(f"--group-key {group_key!r}: no compared record has this field (a dotted path such as case.id)")
+    return [f"{missing} compared record(s) have no field {group_key!r}: they form one group, {MISSING!r}"] if missing else []
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -250,7 +257,9 @@ def compare_command(
         scorer_b.close()
     if len(scores_b.rewards) != len(scores_a.rewards):
         raise InputError(f"{rollouts} changed while it was read: {len(scores_a.rewards)} then {len(scores_b.rewards)} records")
-    result = compare_rewards(scores_a, scores_b, spec_a=scorer_a.spec.name, spec_b=scorer_b.spec.name, n_boot=n_boot, seed=seed)
+    notes = _check_group_key(scores_a, scores_b, group_key) if group_key is not None else []
+    result = compare_rewards(scores_a, scores_b, spec_a=scorer_a.spec.name, spec_b=scorer_b.spec.name,
+                             n_boot=n_boot, seed=seed, notes=notes)  # fmt: skip
     if as_json:
         typer.echo(json.dumps(result.to_dict(), allow_nan=False, ensure_ascii=False))
     else:
