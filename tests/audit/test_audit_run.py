@@ -328,3 +328,34 @@ def test_ratings_mapping_is_checked_and_ids_read_as_text():
     assert report.ratings.n_matched == 2
     with pytest.raises(InputError, match="id 2 must be a finite number"):
         run_audit("toxicology", rollouts, ratings={1: 1.0, 2: float("nan")}, probes=False)
+
+
+def _labels(weight, **params):
+    return {"name": "labels", "kind": "multilabel", "weight": weight,
+            "params": {"vocabulary": "toxicology", "field": "substances", **params}}  # fmt: skip
+
+
+#: one flaw each, and the probe that must catch it
+ONE_FLAW = {
+    "format weight 1.0": ({"format": 1.0, "labels": 0.2}, "probe:format_only"),
+    "reasoning-pattern weight 0.5": ({"labels": 1.0, "rpr": 0.5}, "probe:phrase_stuffing"),
+    "recall-only labels": ({"recall": 1.0}, "probe:hedge_all"),
+}
+
+
+@pytest.mark.parametrize("flaw", sorted(ONE_FLAW))
+def test_each_single_flaw_is_flagged_by_its_probe(flaw, tox_cases):
+    weights, probe = ONE_FLAW[flaw]
+    components = []
+    if "format" in weights:
+        components.append({"name": "format", "kind": "format.tags", "weight": weights["format"]})
+    if "labels" in weights:
+        components.append(_labels(weights["labels"]))
+    if "recall" in weights:
+        components.append(_labels(weights["recall"], metric="recall_weighted", beta=10.0))
+    if "rpr" in weights:
+        components.append({"name": "rpr", "kind": "reasoning_pattern", "weight": weights["rpr"]})
+    report = run_audit({"name": "flawed", "task": "toxicology", "components": components}, tox_cases[:30],
+                       search=False, benchmark=False)  # fmt: skip
+    assert probe in report.flagged, (flaw, report.flagged)
+    assert report.probes.result(probe.split(":")[1]).verdict == "exploitable"
