@@ -193,6 +193,17 @@ def test_build_preferences_options():
         build_preferences([case], n_rejected=0)
 
 
+def test_one_to_many_with_more_rejected_than_best_of_4_uses(generated):
+    """RewardMATH-style: one gold against many corruptions (here up to 6 of the toxicology kinds)."""
+    items = build_preferences(generated["toxicology"][:20], n_rejected=6, seed=0)
+    assert max(len(i.rejected) for i in items) > 3
+    report = run_benchmark("toxicology", items)
+    assert report.n_best_of_4 == sum(len(i.rejected) == 3 for i in items)
+    assert report.n_pairs == sum(len(i.rejected) for i in items)
+    ties = [sum(s == "hallucinated_finding" for s in i.source) for i in items]
+    assert report.one_to_many_accuracy == pytest.approx(sum(t == 0 for t in ties) / len(items))
+
+
 # -- the shipped presets ----------------------------------------------------------------------
 
 
