@@ -100,6 +100,11 @@ def test_english_is_not_a_choice(text: str) -> None:
         ("C or D", ("C", "D")),
         ("The answer is B/C", ("B", "C")),
         ("Final answer: A. Actually the answer is D.", ("A", "D")),
+        # a leading list of letters hedges too (the audit's partial-hedge probe found "C, A" read as C)
+        ("C, A", ("C", "A")),
+        ("A, B, C, D, E", ("A", "B", "C", "D", "E")),
+        ("(B), (D) Metformin", ("B", "D")),
+        ("C/A", ("C", "A")),
     ],
 )
 def test_two_letters_are_ambiguous(text: str, candidates: tuple[str, ...]) -> None:
@@ -107,6 +112,22 @@ def test_two_letters_are_ambiguous(text: str, candidates: tuple[str, ...]) -> No
     assert result.letter is None
     assert result.ambiguous
     assert result.candidates == candidates
+
+
+@pytest.mark.parametrize(
+    "text, letter",
+    [
+        ("not C", None),  # the audit's negation probe: "not C" used to read as C
+        ("Not (C).", None),
+        ("The answer is not C", None),
+        ("It is anything except B", None),
+        ("The answer is C, not A", "C"),
+        ("(C) not (A)", "C"),
+        ("C. Not A, because of the rash.", "C"),
+    ],
+)
+def test_a_negated_letter_is_not_a_choice(text: str, letter: str | None) -> None:
+    assert parse_choice(text).letter == letter
 
 
 def test_claim_beats_a_leading_letter_and_marks() -> None:

@@ -33,7 +33,10 @@ Heuristics that keep English out (all tiers):
 * lower-case letters count only after a claim or "option", at the very start, or when
   bracketed/bold; tier 4 takes capitals only;
 * a letter followed by "is incorrect / wrong / not / unlikely / ruled out" is rejected, not
-  claimed ("answer choice A is incorrect").
+  claimed ("answer choice A is incorrect"), and so is one right after "not", "no", "except",
+  "excluding", "never" or "rule(d) out" ("not C", "the answer is not (C)");
+* letters chained to a leading letter by ",", "/", "&", "or", "and" hedge like chained claims:
+  "C, A" and "A, B, C, D, E" are ambiguous, not ``C`` and ``A``.
 
 Bounded and linear: claims, marks and bare letters are searched in the last ``WINDOW`` (4000)
 characters, the leading letter in the first ``HEAD`` (200); whitespace runs are collapsed to
@@ -99,6 +102,12 @@ _BARE = re.compile(r"(?<![A-Za-z0-9'’.])([A-Z])" + _AFTER)
 _NEGATED = re.compile(
     r"[)\]*_]{0,3},? (?:is|are|would be|seems|was) (?:also |clearly |definitely )?"
     r"(?:incorrect|wrong|not|unlikely|less likely|false|ruled out|excluded)(?![A-Za-z])",
+    re.IGNORECASE,
+)
+# "not C", "the answer is not (C)", "except B": a letter negated by the words before it is no choice
+_NEGATED_BEFORE = re.compile(
+    r"(?<![A-Za-z])(?:not|no|except|excluding|exclude|never|rule out|rules out|ruled out)"
+    r"[ :]{0,2}(?:(?:option|choice|letter|answer) ?)?[(\[*_`\"']{0,3}$",
     re.IGNORECASE,
 )
 _FAST_STRIP = " \t\r\n*_()[].`\"'"
@@ -182,7 +191,9 @@ def _parse(text: str, valid: frozenset[str]) -> Choice:
     head = window if len(text) <= HEAD else " ".join(text[:HEAD].split())
     leading = _leading(head, valid)
     if leading:
-        return Choice(leading, (leading,), False, "leading")
+        found = [(0, leading[0])]
+        _chain(head, leading[1], valid, found)  # "C, A" hedges two letters
+        return _decide(found, "leading")
     found = _marked(window, valid)
     if found:
         return _decide(found, "marked")
@@ -203,7 +214,10 @@ def _decide(found: list[tuple[int, str]], rule: str) -> Choice:
 
 
 def _not_a_choice(s: str, start: int, end: int, *, bracketed: bool) -> bool:
-    """English or an abbreviation rather than a choice letter at ``s[start:end]`` (see module doc)."""
+    """English, an abbreviation or a negated letter rather than a choice at ``s[start:end]`` (see
+    module doc)."""
+    if _NEGATED_BEFORE.search(s, max(0, start - 24), start):
+        return True  # "not C"
     nxt = s[end : end + 1]
     if nxt in (".", "-") and s[end + 1 : end + 2].isalpha():
         return True  # e.g. / i.e. / U.S. / A-fib / C-section
@@ -258,7 +272,8 @@ def _chain(s: str, pos: int, valid: frozenset[str], found: list[tuple[int, str]]
         pos = m.end(2) + (1 if m.end(2) < len(s) and s[m.end(2)] in ")]" else 0)
 
 
-def _leading(head: str, valid: frozenset[str]) -> str | None:
+def _leading(head: str, valid: frozenset[str]) -> tuple[str, int] | None:
+    """The leading letter and where it ends, or ``None``."""
     m = _LEADING.match(head)
     if m is None:
         return None
@@ -269,16 +284,17 @@ def _leading(head: str, valid: frozenset[str]) -> str | None:
     opened, closed = m.group(1) is not None, m.group(3) is not None
     if rest[:1].isalnum() or rest[:1] in ("'", "’"):
         return None  # part of a word: "Cocaine", "I'm"
+    end = m.end(2)
     if opened and closed:
-        return letter  # "(C) Metformin", "[c]"
+        return letter, end  # "(C) Metformin", "[c]"
     if _not_a_choice(head, m.start(2), m.end(2), bracketed=False) and not closed:
         return None
     if not rest or closed:
-        return letter  # "C", "**C**", "C) Metformin"
-    if rest[0] in ".:,;-–—=)":
-        return letter  # "C. Metformin", "C: Metformin", "C - Metformin"
+        return letter, end  # "C", "**C**", "C) Metformin"
+    if rest[0] in ".:,;-–—=)/&":
+        return letter, end  # "C. Metformin", "C: Metformin", "C - Metformin", "C, A" (chained)
     if rest[0] == " " and rest[1:2] in ("-", "–", "—", ":", "=", "("):
-        return letter  # "C - Metformin", "C (Metformin)"
+        return letter, end  # "C - Metformin", "C (Metformin)"
     return None  # "A patient…", "C because…" (left to the weaker tiers)
 
 
@@ -294,7 +310,7 @@ def _marked(s: str, valid: frozenset[str]) -> list[tuple[int, str]]:
             if _not_a_choice(s, start, end, bracketed=True):
                 continue
         letter = ch.upper()
-        if letter in valid and not _NEGATED.match(s, end):
+        if letter in valid and not _NEGATED.match(s, end) and not _NEGATED_BEFORE.search(s, max(0, start - 24), start):
             found.append((start, letter))
     return found
 
