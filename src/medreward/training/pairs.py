@@ -5,7 +5,8 @@ another field, ``group_key``), else the same prompt. From each group one pair is
 
 **Selection rule.** Only ``ok`` records take part (``error`` / ``timeout`` / ``not_applicable`` ones
 are excluded and counted). Candidate pairs are ordered pairs (chosen, rejected) of the group with
-``reward(chosen) - reward(rejected) >= min_margin`` and a strictly positive difference.
+``reward(chosen) - reward(rejected) >= min_margin`` (up to 1e-9, float rounding) and a strictly
+positive difference.
 
 - without length control: chosen = the highest reward, rejected = the lowest (ties: the first in
   the input), written if their margin reaches ``min_margin``;
@@ -90,6 +91,14 @@ class _Item:
         return len(self.text)
 
 
+#: rewards are floats: 0.7 - 0.4 must reach a margin of 0.3
+_MARGIN_SLACK = 1e-9
+
+
+def _reaches(margin: float, min_margin: float) -> bool:
+    return margin > 0 and margin >= min_margin - _MARGIN_SLACK
+
+
 def select_pair(items: list[_Item], *, min_margin: float, length_control: bool) -> tuple[_Item, _Item] | None:
     """The (chosen, rejected) pair of one group under the module's rule, or ``None``."""
     if len(items) < 2:
@@ -97,11 +106,8 @@ def select_pair(items: list[_Item], *, min_margin: float, length_control: bool) 
     if not length_control:
         best = max(items, key=lambda i: (i.reward, -i.index))
         worst = min(items, key=lambda i: (i.reward, i.index))
-        margin = best.reward - worst.reward
-        return (best, worst) if margin > 0 and margin >= min_margin else None
-    candidates = [
-        (c, r) for c in items for r in items if c.reward - r.reward > 0 and c.reward - r.reward >= min_margin
-    ]
+        return (best, worst) if _reaches(best.reward - worst.reward, min_margin) else None
+    candidates = [(c, r) for c in items for r in items if _reaches(c.reward - r.reward, min_margin)]
     if not candidates:
         return None
 
