@@ -6,11 +6,13 @@ user mistake exits 2 with a message and no traceback. The invocations run concur
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
-from cli_runner import run_all
+from cli_runner import ENV, cli_command, run_all
 from scipy.stats import kendalltau, spearmanr
 
 from medreward import Scorer
@@ -190,3 +192,26 @@ def test_table(runs, workdir):
     assert "records compared │ 36 of 39" in text
     assert "left out under toxicology: 2 error, 1 not_applicable" in text
     assert "Traceback" not in result.stderr
+
+
+def test_a_named_pipe_is_read_once_and_held(runs, workdir, tmp_path):
+    fifo = tmp_path / "stream.jsonl"
+    os.mkfifo(fifo)
+    text = (workdir / "rollouts.jsonl").read_text(encoding="utf-8")
+
+    def feed() -> None:
+        with open(fifo, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    result = subprocess.run(
+        cli_command("compare", "toxicology", str(workdir / "spec_b.toml"), "--rollouts", str(fifo), "--json", "--n-boot", "0"),
+        cwd=workdir, env=ENV, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    writer.join(timeout=10)
+    data = _one_json_object(result)
+    expected = _one_json_object(runs["json"])
+    assert data["n_records"] == expected["n_records"] and data["n_compared"] == expected["n_compared"]
+    assert data["starc"] == pytest.approx(expected["starc"], abs=1e-12)
+    assert data["kendall"] == pytest.approx(expected["kendall"], abs=1e-12)
