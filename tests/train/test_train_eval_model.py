@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("transformers")
+pytestmark = [pytest.mark.train]
 
 from cli_runner import run_all  # noqa: E402 - tests/support
 
@@ -162,6 +163,7 @@ def _mcq_echo_cases(path: Path) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
+@pytest.mark.slow
 def test_cli_eval_end_to_end(tiny, tmp_path):
     _, _, folder = tiny
     _mcq_echo_cases(tmp_path / "mcq.jsonl")

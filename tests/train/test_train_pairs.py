@@ -230,6 +230,8 @@ def test_cli_pairs_writes_pairs_and_reports(pairs_file):
     assert "chosen longer than rejected" in results["plain"].stdout and "100.0%" in results["plain"].stdout
 
 
+@pytest.mark.train
+@pytest.mark.slow
 def test_trl_reads_the_pairs_and_trains_one_dpo_step(pairs_file, tmp_path):
     pytest.importorskip("trl")
     from datasets import load_dataset
