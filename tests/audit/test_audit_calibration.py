@@ -4,6 +4,8 @@ computation, ECE by hand, and undefined inputs (None with a note, never 0)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from sklearn.calibration import calibration_curve
@@ -33,6 +35,7 @@ def test_brier_and_bins_equal_sklearn(seed, n_bins, ties):
     # ECE from the same bins
     expected = sum(b["count"] / len(p) * abs(b["frac_pos"] - b["mean_pred"]) for b in report.bins)
     assert report.ece == pytest.approx(expected, abs=1e-12)
+    assert json.loads(json.dumps(report.to_dict(), allow_nan=False)) == report.to_dict()
     if not ties:  # equal mass: counts differ by at most one
         counts = [b["count"] for b in report.bins]
         assert len(counts) == n_bins and max(counts) - min(counts) <= 1

@@ -4,6 +4,8 @@ variance, including groups derived from prompts and records without a reward."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
@@ -39,6 +41,7 @@ def test_slices_by_a_nested_field_with_a_missing_slice():
     overall = np.mean([r for r in REWARDS if r is not None])
     assert missing.gap == pytest.approx(missing.mean - overall)
     assert sum(r.n + r.n_error for r in rows.values()) == len(RECORDS)
+    assert json.loads(json.dumps([r.to_dict() for r in rows.values()], allow_nan=False))[0]["key"] == "F"
 
 
 def test_slices_by_task_and_numeric_fields():
