@@ -12,6 +12,7 @@ import medreward.parse.icd as icd_module
 from medreward.parse.icd import (
     MAX_CODES,
     IcdCodeList,
+    asserted_codes,
     normalize_icd_code,
     parse_icd_codes,
 )
@@ -187,3 +188,22 @@ def test_linear_time_on_adversarial_megabyte(name):
 def test_doctests():
     result = doctest.testmod(icd_module)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize(
+    "text, asserted",
+    [
+        ("not E11.9", ()),  # the audit's negation probe: "not E11.9" used to earn full credit
+        ("no E11.9 but I10", ("I10",)),
+        ("rule out R07.9; I10", ("I10",)),
+        ("E11.9, I10 (hypertension) excluded", ("E11.9", "I10")),  # a post-trigger negates its own item
+        ("E11.9, R07.9 ruled out", ("E11.9",)),
+        ("without E11.9", ()),
+        ("not E11.9, but E11.9 after all", ("E11.9",)),  # one asserted mention is enough
+        # ICD titles are full of scope words: they do not negate the codes around them
+        ("E11.9 Type 2 diabetes mellitus without complications, I10", ("E11.9", "I10")),
+        ("G98.8 Other disorders of nervous system not elsewhere classified, R07.9", ("G98.8", "R07.9")),
+    ],
+)
+def test_asserted_codes_drop_codes_negated_where_they_stand(text, asserted):
+    assert asserted_codes(text, parse_icd_codes(text)) == asserted

@@ -19,6 +19,12 @@ What is *not* a code:
 Things that merely have the shape of a code (``B12`` on its own, ``H2O``) are returned:
 they fail the code-set check in the reward and count as hallucinations there.
 
+:func:`asserted_codes` drops the codes every mention of which is negated right where it stands
+("not E11.9", "no I10", "rule out R07.9", "E11.9 excluded"): the local NegEx triggers of
+:mod:`medreward.parse.negation`, looked for only next to the code, because ICD titles are full
+of scope-opening words ("without complications", "not elsewhere classified") that must not
+negate the codes after them.
+
 Linear time: one :mod:`re2` scan (linear in the text) finds candidates; each is checked by
 looking at the characters right around it. At most ``max_codes`` distinct codes are kept
 and at most ``max_candidates`` candidates examined (``truncated`` says so).
@@ -29,15 +35,28 @@ and at most ``max_candidates`` candidates examined (``truncated`` says so).
 ('I25.10',)
 >>> normalize_icd_code(" s72001a "), normalize_icd_code("E11.9.1") is None
 ('S72.001A', True)
+>>> text = "not E11.9, I10; R07.9 ruled out"
+>>> asserted_codes(text, parse_icd_codes(text))
+('I10',)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import re
+
 import re2
 
-__all__ = ["MAX_CANDIDATES", "MAX_CODES", "IcdCodeList", "IcdMention", "normalize_icd_code", "parse_icd_codes"]
+__all__ = [
+    "MAX_CANDIDATES",
+    "MAX_CODES",
+    "IcdCodeList",
+    "IcdMention",
+    "asserted_codes",
+    "normalize_icd_code",
+    "parse_icd_codes",
+]
 
 MAX_CODES = 256
 MAX_CANDIDATES = 4096
@@ -45,6 +64,18 @@ MAX_CANDIDATES = 4096
 _CODE = re2.compile(r"[A-Za-z][0-9][0-9A-Za-z](?:\.?[0-9A-Za-z]{1,4})?")
 _FULL = re2.compile(r"[A-Za-z][0-9][0-9A-Za-z](?:\.?[0-9A-Za-z]{1,4})?")
 _DASHES = "-\u2013\u2014"
+# Negation right next to a code (bounded look-around: linear in the number of mentions)
+_NEGATION_WINDOW = 32
+_NEGATED_BEFORE = re.compile(
+    r"(?<![A-Za-z])(?:not|no|without|exclude|excluding|excluded|rule out|rules out|ruled out|negative for|never)"
+    r"[ :]{0,2}[(\[*_`\"']{0,2}$",
+    re.IGNORECASE,
+)
+_NEGATED_AFTER = re.compile(
+    r"[)\]*_`\"']{0,2},? ?(?:(?:is|was|are|were|has been|have been) )?"
+    r"(?:excluded|ruled out|unlikely|negative|absent|not present|not supported)(?![A-Za-z])",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,3 +184,20 @@ def normalize_icd_code(code: str) -> str | None:
     if not 3 <= len(s) <= 8 or _FULL.fullmatch(s) is None:
         return None
     return _normalise(s)
+
+
+def asserted_codes(text: str, parsed: IcdCodeList) -> tuple[str, ...]:
+    """The codes of ``parsed`` (read from ``text``) that at least one mention asserts: a mention
+    right after a negation ("not E11.9", "rule out I10") or right before one ("E11.9 excluded")
+    does not (see the module doc).
+    """
+    asserted: set[str] = set()
+    for mention in parsed.mentions:
+        start, end = mention.span
+        before = _NEGATED_BEFORE.search(text, max(0, start - _NEGATION_WINDOW), start)
+        after = _NEGATED_AFTER.match(text[end : end + _NEGATION_WINDOW])
+        if before is None and after is None:
+            asserted.add(mention.code)
+    if len(parsed.mentions) < len(parsed.codes):  # mentions were capped: keep the codes not seen
+        asserted.update(parsed.codes)
+    return tuple(code for code in parsed.codes if code in asserted)

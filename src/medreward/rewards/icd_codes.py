@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from ..errors import RecordError
-from ..parse.icd import normalize_icd_code, parse_icd_codes
+from ..parse.icd import asserted_codes, normalize_icd_code, parse_icd_codes
 from ..records import ComponentScore, Rollout
 from .base import (
     ComponentParams,
@@ -139,7 +139,8 @@ class IcdCodeF1(RewardComponent):
 
     * Predicted codes are read from the ``<answer>`` section (``answer_tag``; ``None`` reads
       the whole completion) by :func:`medreward.parse.icd.parse_icd_codes` (with or without
-      the dot, any case; deduplicated).
+      the dot, any case; deduplicated). A code negated where it stands ("not E11.9", "rule
+      out I10", "E11.9 excluded"; :func:`medreward.parse.icd.asserted_codes`) is not predicted.
     * A predicted code that is not in ICD-10-CM (``simple_icd_10_cm.is_valid_item``; e.g.
       E11.90, B12) is a hallucination: it counts in :math:`|\hat{C}|` and earns nothing.
       With ``require_billable``, so does a valid code that is not billable (a category such
@@ -203,7 +204,7 @@ class IcdCodeF1(RewardComponent):
         if not answer.strip():
             return self._zero(truth, "empty answer")
         parsed = parse_icd_codes(answer)
-        predicted = list(parsed.codes)
+        predicted = list(asserted_codes(answer, parsed))  # "not E11.9" predicts nothing
 
         invalid: list[str] = []
         non_billable: list[str] = []
