@@ -248,7 +248,6 @@ def evaluate_policy(
         InputError: bad cases, a spec that does not fit the task, or ``generate`` returning the wrong
             shape.
     """
-    from ..baselines.evaluate import evaluate
     from ..runner import Scorer as _Scorer
     from ..tasks import get_task
 
@@ -259,8 +258,31 @@ def evaluate_policy(
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     check_cases(cases, task)
-    if scorer is None:
-        scorer = _Scorer(spec if spec is not None else info.preset)
+    if scorer is not None:
+        return _evaluate(generate, cases, scorer, task, k, samples, seed, correct_threshold, count_tokens, batch_size,
+                         policy, on_progress, keep)  # fmt: skip
+    with _Scorer(spec if spec is not None else info.preset) as own:
+        return _evaluate(generate, cases, own, task, k, samples, seed, correct_threshold, count_tokens, batch_size,
+                         policy, on_progress, keep)  # fmt: skip
+
+
+def _evaluate(
+    generate: GenerateFn,
+    cases: Sequence[Mapping[str, Any]],
+    scorer: Scorer,
+    task: str,
+    k: int,
+    samples: int,
+    seed: int,
+    correct_threshold: float | None,
+    count_tokens: Callable[[str], int] | None,
+    batch_size: int,
+    policy: str,
+    on_progress: Callable[[int], None] | None,
+    keep: list[ScoredRecord] | None,
+) -> PolicyEvalReport:
+    from ..baselines.evaluate import evaluate
+
     prompts = [prompt_messages(c) for c in cases]
 
     started = time.perf_counter()

@@ -119,7 +119,11 @@ class OpenAIGenerator:
         timeout_s: float = 120.0,
     ) -> None:
         from ..backends.config import BackendConfig
-        from ..backends.openai import OpenAIBackend
+
+        try:
+            from ..backends.openai import OpenAIBackend
+        except ImportError as exc:
+            raise InputError(f"sampling a server needs the 'judge' extra (pip install 'medreward[judge]'): {exc}") from None
 
         if not base_url.startswith(("http://", "https://")):
             raise InputError(f"--base-url must be an http(s) URL ending in /v1, got {base_url!r}")
