@@ -13,12 +13,15 @@ refuses a GGUF-quantised model and the trainers save checkpoints.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medreward.errors import InputError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ModelSource", "check_model_source", "load_policy", "load_tokenizer"]
 
@@ -77,7 +80,7 @@ def load_policy(source: ModelSource) -> tuple[Any, Any]:
 
     if source.gguf_file is None:
         model = AutoModelForCausalLM.from_pretrained(source.folder, dtype=torch.float32)
-        return model, tokenizer
+        return model, _align_eos(model, tokenizer)
     quantised = AutoModelForCausalLM.from_pretrained(source.folder, gguf_file=source.gguf_file, dtype=torch.float32)
     config = quantised.config
     if hasattr(config, "quantization_config"):
@@ -85,4 +88,20 @@ def load_policy(source: ModelSource) -> tuple[Any, Any]:
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(quantised.state_dict())
     del quantised
-    return model, tokenizer
+    return model, _align_eos(model, tokenizer)
+
+
+def _align_eos(model: Any, tokenizer: Any) -> Any:
+    """Make the tokenizer's eos the token the model ends a turn with (its generation config's
+    ``eos_token_id``). SmolLM2's GGUF tokenizer reports ``<|im_start|>`` as eos while the model ends
+    a turn with ``<|im_end|>``; the trainers stop generation and end SFT targets at the tokenizer's eos."""
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(eos, list) and len(eos) == 1:
+        eos = eos[0]
+    if isinstance(eos, int) and eos != tokenizer.eos_token_id and 0 <= eos < len(tokenizer):
+        old = tokenizer.eos_token
+        tokenizer.eos_token = tokenizer.convert_ids_to_tokens(eos)
+        if tokenizer.pad_token in (None, old):
+            tokenizer.pad_token = tokenizer.eos_token
+        log.info("tokenizer eos %r -> %r (the model's generation config)", old, tokenizer.eos_token)
+    return tokenizer
