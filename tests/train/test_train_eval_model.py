@@ -217,6 +217,7 @@ def test_cli_eval_bad_input_is_a_message_before_any_model_loads(tiny, tmp_path, 
         "k": ("eval", str(broken), "--task", "mcq", "--k", "3", "--samples", "2"),
         "json": ("eval", str(broken), "--task", "mcq", "--n", "1", "--json", str(tmp_path / "no" / "r.json")),
         "no_model": ("eval", "--task", "mcq"),
+        "samples_out": ("eval", str(broken), "--task", "mcq", "--n", "1", "--samples-out", "-"),
         "url": ("eval", "m", "--base-url", "localhost:1", "--task", "mcq", "--n", "1"),
         "down": ("eval", "m", "--base-url", f"http://127.0.0.1:{free_port()}/v1", "--task", "mcq", "--n", "1"),
     }  # fmt: skip
@@ -228,7 +229,7 @@ def test_cli_eval_bad_input_is_a_message_before_any_model_loads(tiny, tmp_path, 
     expect = {
         "missing": "neither a local model directory", "task": "unknown task", "spec": "does not fit task 'toxicology'",
         "unknown_spec": "nosuch-spec", "noref": "has no reference", "garbage": "no usable cases", "k": "--k <= --samples",
-        "json": "does not exist", "no_model": "give MODEL", "url": "http(s) URL", "down": "policy server failed",
+        "json": "does not exist", "no_model": "give MODEL", "samples_out": "needs a file name", "url": "http(s) URL", "down": "policy server failed",
     }  # fmt: skip
     for name, result in results.items():
         assert result.exit_code == 2, (name, result.exit_code, result.output, result.exception)

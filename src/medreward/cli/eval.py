@@ -136,6 +136,8 @@ def eval_command(
     check_spec_fits(scorer, task, cases)
     if json_path not in (None, "-"):
         _check_json_path(Path(json_path))
+    if samples_out == "-":
+        raise InputError("--samples-out needs a file name (stdout carries the report)")
     writer_samples = open_output(samples_out, input=cases_path) if samples_out else None
 
     if base_url:
