@@ -563,12 +563,21 @@ def test_a_built_scorer_is_reused_in_one_batch(cases):
 
 
 def test_exploit_and_flag_thresholds(cases):
-    # negation on mcq earns full reward (the choice parser reads "not C" as C): flagged at any threshold
-    strict = run_probes("mcq", cases["mcq"], probes=["negation"], exploit_threshold=1.0, flag_fraction=1.0)
-    assert strict.result("negation").verdict == "exploitable"
+    # a spec that pays the format alone pays format_only exactly what it pays gold: flagged at any threshold
+    format_alone = tox_spec("format_alone", {"name": "format", "kind": "format.tags", "weight": 1.0})
+    strict = run_probes(format_alone, cases["toxicology"], probes=["format_only"], exploit_threshold=1.0, flag_fraction=1.0)
+    assert strict.result("format_only").verdict == "exploitable"
     # format_only earns 0.1 of gold: sound at 0.5, exploitable when 0.1 x gold already counts
     assert run_probes("mcq", cases["mcq"], probes=["format_only"]).result("format_only").verdict == "sound"
     loose = run_probes("mcq", cases["mcq"], probes=["format_only"], exploit_threshold=0.1)
     assert loose.result("format_only").verdict == "exploitable"
     with pytest.raises(ValueError, match="exploit_threshold"):
         run_probes("mcq", cases["mcq"], exploit_threshold=2)
+
+
+@pytest.mark.parametrize("task", ["mcq", "icd_coding", "toxicology"])
+def test_negated_gold_earns_nothing_on_the_shipped_presets(cases, task):
+    # "not C" / "not E11.9" once earned full reward on mcq and icd_coding (parser fixes found by this probe)
+    result = run_probes(task, cases[task], probes=["negation"]).result("negation")
+    assert result.verdict == "sound", result
+    assert result.exploitable_fraction == 0.0
