@@ -220,6 +220,22 @@ def test_inequality_is_not_a_value():
     assert result.value == 0.0 and "inequality" in result.info["reason"]
 
 
+@pytest.mark.parametrize(
+    "answer, expected, negated",
+    [
+        ("not 49.2 mL/hr", 0.0, True),  # the audit's negation probe earned full reward on the calculator preset
+        ("The rate is not 49.2 mL/hr", 0.0, True),
+        ("not 49.2 or 50", 0.0, False),  # 50 is the value stated, outside the band
+        ("49.2 mL/hr, not 40", 1.0, False),  # the answer's value is asserted; a rejected one follows
+        ("No doubt: 49.2 mL/hr", 1.0, False),  # "no" that does not touch the number
+    ],
+)
+def test_a_negated_value_is_not_a_value(answer, expected, negated):
+    result = run(answer, {"value": 49.2, "unit": "mL/hr"})
+    assert result.value == expected, result.info
+    assert ("negated" in result.info.get("reason", "")) == negated
+
+
 def test_approximate_value_scores_and_is_flagged():
     result = run("≈ 48 mL/min", {"value": 48.0, "unit": "mL/min"}, rel_tol=0.05)
     assert result.value == 1.0 and result.info["parsed"]["approximate"] is True

@@ -61,6 +61,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from .negation import negated_before
+
 __all__ = ["DEFAULT_LETTERS", "HEAD", "WINDOW", "Choice", "letter_set", "parse_choice", "parse_choice_batch"]
 
 DEFAULT_LETTERS = "ABCDE"
@@ -102,12 +104,6 @@ _BARE = re.compile(r"(?<![A-Za-z0-9'’.])([A-Z])" + _AFTER)
 _NEGATED = re.compile(
     r"[)\]*_]{0,3},? (?:is|are|would be|seems|was) (?:also |clearly |definitely )?"
     r"(?:incorrect|wrong|not|unlikely|less likely|false|ruled out|excluded)(?![A-Za-z])",
-    re.IGNORECASE,
-)
-# "not C", "the answer is not (C)", "except B": a letter negated by the words before it is no choice
-_NEGATED_BEFORE = re.compile(
-    r"(?<![A-Za-z])(?:not|no|except|excluding|exclude|never|rule out|rules out|ruled out)"
-    r"[ :]{0,2}(?:(?:option|choice|letter|answer) ?)?[(\[*_`\"']{0,3}$",
     re.IGNORECASE,
 )
 _FAST_STRIP = " \t\r\n*_()[].`\"'"
@@ -216,7 +212,7 @@ def _decide(found: list[tuple[int, str]], rule: str) -> Choice:
 def _not_a_choice(s: str, start: int, end: int, *, bracketed: bool) -> bool:
     """English, an abbreviation or a negated letter rather than a choice at ``s[start:end]`` (see
     module doc)."""
-    if _NEGATED_BEFORE.search(s, max(0, start - 24), start):
+    if negated_before(s, start):
         return True  # "not C"
     nxt = s[end : end + 1]
     if nxt in (".", "-") and s[end + 1 : end + 2].isalpha():
@@ -310,7 +306,7 @@ def _marked(s: str, valid: frozenset[str]) -> list[tuple[int, str]]:
             if _not_a_choice(s, start, end, bracketed=True):
                 continue
         letter = ch.upper()
-        if letter in valid and not _NEGATED.match(s, end) and not _NEGATED_BEFORE.search(s, max(0, start - 24), start):
+        if letter in valid and not _NEGATED.match(s, end) and not negated_before(s, start):
             found.append((start, letter))
     return found
 

@@ -44,9 +44,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import re
-
 import re2
+
+from .negation import negated_after, negated_before
 
 __all__ = [
     "MAX_CANDIDATES",
@@ -64,18 +64,6 @@ MAX_CANDIDATES = 4096
 _CODE = re2.compile(r"[A-Za-z][0-9][0-9A-Za-z](?:\.?[0-9A-Za-z]{1,4})?")
 _FULL = re2.compile(r"[A-Za-z][0-9][0-9A-Za-z](?:\.?[0-9A-Za-z]{1,4})?")
 _DASHES = "-\u2013\u2014"
-# Negation right next to a code (bounded look-around: linear in the number of mentions)
-_NEGATION_WINDOW = 32
-_NEGATED_BEFORE = re.compile(
-    r"(?<![A-Za-z])(?:not|no|without|exclude|excluding|excluded|rule out|rules out|ruled out|negative for|never)"
-    r"[ :]{0,2}[(\[*_`\"']{0,2}$",
-    re.IGNORECASE,
-)
-_NEGATED_AFTER = re.compile(
-    r"[)\]*_`\"']{0,2},? ?(?:(?:is|was|are|were|has been|have been) )?"
-    r"(?:excluded|ruled out|unlikely|negative|absent|not present|not supported)(?![A-Za-z])",
-    re.IGNORECASE,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,9 +182,7 @@ def asserted_codes(text: str, parsed: IcdCodeList) -> tuple[str, ...]:
     asserted: set[str] = set()
     for mention in parsed.mentions:
         start, end = mention.span
-        before = _NEGATED_BEFORE.search(text, max(0, start - _NEGATION_WINDOW), start)
-        after = _NEGATED_AFTER.match(text[end : end + _NEGATION_WINDOW])
-        if before is None and after is None:
+        if not (negated_before(text, start) or negated_after(text, end)):
             asserted.add(mention.code)
     if len(parsed.mentions) < len(parsed.codes):  # mentions were capped: keep the codes not seen
         asserted.update(parsed.codes)

@@ -35,7 +35,15 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-__all__ = ["NegationSplit", "affirms", "might_negate", "negation_of", "split_clauses"]
+__all__ = [
+    "NegationSplit",
+    "affirms",
+    "might_negate",
+    "negated_after",
+    "negated_before",
+    "negation_of",
+    "split_clauses",
+]
 
 # Words of each trigger, lower-cased. The first word of every pre- and pseudo-trigger and the
 # last of every post-trigger appear in `_HINT`, which decides whether an answer needs this reader.
@@ -227,3 +235,40 @@ def split_clauses(line: str) -> list[list[tuple[str, bool]]]:
         start = match.end()
     clauses[-1].append((line[start:].strip(), False))
     return [clause for clause in clauses if clause]
+
+
+# -- negation right next to one mention (a code, a letter, a value) -----------------------------------
+# Bounded look-around, so linear in the number of mentions. Used where a scope-based reading would
+# be wrong: ICD titles ("without complications", "not elsewhere classified") and answer prose are
+# full of scope-opening words that must not negate the mentions after them.
+LOCAL_WINDOW = 32
+_LOCAL_BEFORE = re.compile(
+    r"(?<![A-Za-z])(?:not|no|without|except|exclude|excluding|excluded|never|rule out|rules out|ruled out"
+    r"|negative for)[ :]{0,2}(?:(?:option|choice|letter|answer) ?)?[(\[*_`\"']{0,3}$",
+    re.IGNORECASE,
+)
+_LOCAL_AFTER = re.compile(
+    r"[)\]*_`\"']{0,3},? ?(?:(?:is|was|are|were|has been|have been) )?"
+    r"(?:excluded|ruled out|unlikely|negative|absent|not present|not supported)(?![A-Za-z])",
+    re.IGNORECASE,
+)
+
+
+def negated_before(text: str, start: int) -> bool:
+    """Whether the mention starting at ``text[start]`` follows a negation right before it:
+    "not C", "rule out (I10)", "is not 49.2".
+
+    >>> negated_before("the answer is not 49.2 mL/hr", 18), negated_before("49.2 mL/hr", 0)
+    (True, False)
+    """
+    return _LOCAL_BEFORE.search(text, max(0, start - LOCAL_WINDOW), start) is not None
+
+
+def negated_after(text: str, end: int) -> bool:
+    """Whether the mention ending at ``text[end]`` is negated by the words right after it:
+    "E11.9 excluded", "I10 is ruled out".
+
+    >>> negated_after("E11.9 excluded", 5), negated_after("E11.9, I10", 5)
+    (True, False)
+    """
+    return _LOCAL_AFTER.match(text[end : end + LOCAL_WINDOW]) is not None

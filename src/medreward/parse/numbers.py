@@ -61,6 +61,8 @@ from functools import lru_cache
 
 import re2
 
+from .negation import negated_before
+
 __all__ = [
     "ANSWER_CUES",
     "FINAL_WINDOW",
@@ -651,7 +653,7 @@ def parse_numbers(
     return _scan(text, 0, max_numbers, max_candidates)
 
 
-def final_number(text: str, *, window: int = FINAL_WINDOW) -> ParsedNumber | None:
+def final_number(text: str, *, window: int = FINAL_WINDOW, skip_negated: bool = False) -> ParsedNumber | None:
     """The mention that states the answer's value, read from the last ``window`` characters.
 
     Rule: among the mentions (ranges count as one), drop denominators — a number after
@@ -659,7 +661,8 @@ def final_number(text: str, *, window: int = FINAL_WINDOW) -> ParsedNumber | Non
     introduced by an answer cue** (``=``, ``:``, ``≈``, ``is``, ``was``, ``are``, ``were``,
     ``be``, ``equals``), else the **last mention**. So a trailing remark such as "(normal
     range 0-9)" or "5 out of 9" does not displace "the score is 3". ``None`` when the text
-    has no number.
+    has no number. ``skip_negated``: mentions right after a negation ("not 40",
+    :func:`medreward.parse.negation.negated_before`) are not candidates.
 
     >>> final_number("The HAS-BLED score is 3 (range 0-9).").value
     3.0
@@ -675,6 +678,10 @@ def final_number(text: str, *, window: int = FINAL_WINDOW) -> ParsedNumber | Non
     mentions = _scan(text, start, max(1, window), max(1, window))
     if not mentions:
         return None
+    if skip_negated:
+        mentions = [m for m in mentions if not negated_before(text, m.span[0])]
+        if not mentions:
+            return None
     pool = [m for m in mentions if m.cue not in ("/", "out of")] or mentions
     for mention in reversed(pool):
         if mention.cue in ANSWER_CUES:

@@ -250,7 +250,8 @@ class NumericValue(RewardComponent):
     * **Ranges** ("10-12", "between 10 and 12", "12 ± 2") are hedges: with
       ``range_policy = "inside"`` (default) they score 1 only when the whole range lies
       inside the band, else 0; ``"zero"``: always 0. No partial credit for ranges.
-      **Inequalities** ("< 5", "at least 3") are not values: 0. An approximate value
+      **Inequalities** ("< 5", "at least 3") are not values: 0, and neither is a negated
+      value ("not 49.2 mL/hr", :func:`medreward.parse.negation.negated_before`). An approximate value
       ("≈ 48") is scored like any other and flagged in ``info``.
     * A reference without the field is ``not_applicable``; a non-numeric value, only one of
       ``lower``/``upper``, ``lower > upper`` or an unreadable reference unit raise
@@ -308,9 +309,13 @@ class NumericValue(RewardComponent):
         answer = answer_section(rollout, p.answer_tag)
         if answer is None:
             return _zero(info, f"no <{p.answer_tag}> section")
-        num = final_number(answer)
+        num = final_number(answer, skip_negated=True)  # "49.2 mL/hr, not 40" states 49.2
         if num is None:
-            return _zero(info, "no number in the answer")
+            negated = final_number(answer)
+            if negated is None:
+                return _zero(info, "no number in the answer")
+            info["parsed"] = _describe(negated)
+            return _zero(info, f"the value is negated ({negated.raw!r} follows a negation)")
         info["parsed"] = _describe(num)
         if num.comparator is not None:
             return _zero(info, f"an inequality ({num.comparator} {num.value:g}) is not a value")
