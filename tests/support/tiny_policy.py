@@ -31,18 +31,23 @@ def tiny_tokenizer(chat_template: bool = True):
     return fast
 
 
-def save_tiny_policy(folder: Path, *, chat_template: bool = True) -> Path:
-    """Write a 2-layer, 32-wide random Llama and its tokenizer to ``folder``; returns it."""
+def tiny_llama(tokenizer, *, max_positions: int = 8192):
+    """A 2-layer, 32-wide random Llama for ``tokenizer`` (seeded: the same weights every time)."""
     import torch
     import transformers
 
-    tokenizer = tiny_tokenizer(chat_template)
     torch.manual_seed(0)
     config = transformers.LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-    )
-    transformers.LlamaForCausalLM(config).save_pretrained(folder)
+    )  # fmt: skip
+    return transformers.LlamaForCausalLM(config)
+
+
+def save_tiny_policy(folder: Path, *, chat_template: bool = True) -> Path:
+    """Write :func:`tiny_llama` and its tokenizer to ``folder``; returns it."""
+    tokenizer = tiny_tokenizer(chat_template)
+    tiny_llama(tokenizer).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

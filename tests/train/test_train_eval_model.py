@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import string
 import sys
 from pathlib import Path
 
@@ -22,42 +21,9 @@ from medreward.evaluation.policy_eval import evaluate_policy  # noqa: E402
 from medreward.evaluation.sampling import OpenAIGenerator, TransformersGenerator, load_generator  # noqa: E402
 from medreward.tasks import get_task  # noqa: E402
 
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-SPECIALS = ["<pad>", "<unk>", "<bos>", "<|im_end|>", "<|im_start|>"]
-
-
-def char_tokenizer(chat_template: bool = True):
-    """A character-level ChatML tokenizer built in memory (no download)."""
-    import transformers
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-
-    chars = sorted(set(string.printable) | set("µ°³…–·−²≥≤×"))
-    tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(SPECIALS + chars)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tok.decoder = decoders.Fuse()
-    tok.add_special_tokens(SPECIALS)
-    fast = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<bos>", eos_token="<|im_end|>"
-    )
-    if chat_template:
-        fast.chat_template = CHAT_TEMPLATE
-    return fast
-
-
-def tiny_llama(tokenizer):
-    import torch
-    import transformers
-
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=8192, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-    )  # fmt: skip
-    return transformers.LlamaForCausalLM(config)
+sys.path.insert(0, str(Path(__file__).parents[1] / "support"))
+from tiny_policy import tiny_llama  # noqa: E402
+from tiny_policy import tiny_tokenizer as char_tokenizer  # noqa: E402
 
 
 @pytest.fixture(scope="module")

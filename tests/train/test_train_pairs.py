@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import string
+import sys
 from pathlib import Path
 
 import pytest
@@ -154,35 +154,11 @@ def test_length_control_lowers_the_share_of_longer_chosen():
 
 
 # -- TRL consumes the file ------------------------------------------------------------------
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
 def _tiny_policy(folder: Path) -> Path:
-    import torch
-    import transformers
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    sys.path.insert(0, str(Path(__file__).parents[1] / "support"))
+    from tiny_policy import save_tiny_policy
 
-    specials = ["<pad>", "<unk>", "<bos>", "<|im_end|>", "<|im_start|>"]
-    tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(specials + sorted(set(string.printable)))}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tok.decoder = decoders.Fuse()
-    tok.add_special_tokens(specials)
-    fast = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<bos>", eos_token="<|im_end|>"
-    )
-    fast.chat_template = CHAT_TEMPLATE
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=1024, pad_token_id=fast.pad_token_id,
-        bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
-    )  # fmt: skip
-    transformers.LlamaForCausalLM(config).save_pretrained(folder)
-    fast.save_pretrained(folder)
-    return folder
+    return save_tiny_policy(folder)
 
 
 def _rollouts(path: Path) -> None:
