@@ -28,6 +28,14 @@ __all__ = ["OpenAIGenerator", "TransformersGenerator", "load_generator", "resolv
 log = logging.getLogger(__name__)
 
 
+def _check_sampling(max_new_tokens: int, temperature: float) -> None:
+    """The sampling settings every generator shares, checked before anything loads."""
+    if max_new_tokens < 1:
+        raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if temperature < 0:
+        raise InputError(f"temperature must be >= 0, got {temperature}")
+
+
 class TransformersGenerator:
     """``generate(prompts, n, seed)`` over a transformers causal LM and its tokenizer (see the module
     docstring). ``count_tokens`` counts a completion's tokens with the same tokenizer."""
@@ -42,10 +50,7 @@ class TransformersGenerator:
         top_p: float = 1.0,
         batch_size: int = 8,
     ) -> None:
-        if max_new_tokens < 1:
-            raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        if temperature < 0:
-            raise InputError(f"temperature must be >= 0, got {temperature}")
+        _check_sampling(max_new_tokens, temperature)
         if not 0 < top_p <= 1:
             raise InputError(f"top_p must be in (0, 1], got {top_p}")
         if batch_size < 1:
@@ -127,10 +132,7 @@ class OpenAIGenerator:
 
         if not base_url.startswith(("http://", "https://")):
             raise InputError(f"--base-url must be an http(s) URL ending in /v1, got {base_url!r}")
-        if max_new_tokens < 1:
-            raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        if temperature < 0:
-            raise InputError(f"temperature must be >= 0, got {temperature}")
+        _check_sampling(max_new_tokens, temperature)
         try:
             config = BackendConfig(
                 kind="openai", model=model_name, base_url=base_url, api_key_env=api_key_env,

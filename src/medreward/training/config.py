@@ -226,16 +226,21 @@ class ThresholdCurriculumConfig:
             metric_info=_typed(table["metric_info"], str, f"{where} metric_info") if "metric_info" in table else None,
             options=options,
         )
-        try:
-            out.build()
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-        return out
+        return _buildable(out, where)
 
     def build(self) -> Any:
         from medreward.curriculum import ThresholdCurriculum
 
         return ThresholdCurriculum(self.ladder, **self.options)
+
+
+def _buildable(config: Any, where: str) -> Any:
+    """``config`` once its ``build()`` succeeds: a bad curriculum setting fails at load, named by its table."""
+    try:
+        config.build()
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return config
 
 
 @dataclass(frozen=True)
@@ -264,11 +269,7 @@ class TaskMixConfig:
             if extra:
                 raise ConfigError(f"{where} {key} names task(s) {extra} that [data] task does not list ({list(tasks)})")
         out = cls(**{k: table[k] for k in cls.KEYS if k in table})
-        try:
-            out.build()
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-        return out
+        return _buildable(out, where)
 
     def build(self) -> Any:
         from medreward.curriculum import TaskMixSchedule
