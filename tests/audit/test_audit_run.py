@@ -13,6 +13,7 @@ from scipy import stats as sps
 
 from medreward.audit.cases import gold_completion
 from medreward.audit.run import AuditReport, read_ratings, run_audit, summary_stats
+from medreward.audit.starc import starc_distance
 from medreward.baselines import list_policies
 from medreward.errors import InputError
 from medreward.records import ScoredRecord, Status
@@ -180,6 +181,20 @@ def test_ratings_match_by_id_and_agreement_uses_the_matched_pairs(tmp_path):
     # rewards in [0, 1] and 0/1 ratings: calibration runs, on the same pairs
     assert report.calibration is not None and report.calibration.n == 5
     assert report.calibration.brier == pytest.approx(statistics.fmean((p - t) ** 2 for p, t in zip(pred, truth)))
+
+
+def test_starc_against_the_ratings_groups_the_rated_rollouts_by_prompt():
+    # two prompts with three rollouts each; the ratings order the first like the spec and the second opposite
+    answers = ["opioids", "opioids, ethanol", "none", "opioids", "opioids, ethanol", "none"]
+    rollouts = [_rollout(f"r{i}", f"g{i // 3}", a) for i, a in enumerate(answers)]
+    rewards = {r.record["id"]: r.reward for r in Scorer("toxicology").score(rollouts)}
+    ratings = {f"r{i}": (rewards[f"r{i}"] if i < 3 else -rewards[f"r{i}"]) for i in range(6)}
+    report = run_audit("toxicology", rollouts, ratings=ratings, search=False, benchmark=False, probes=False)
+    expected = starc_distance([rewards[f"r{i}"] for i in range(6)], [ratings[f"r{i}"] for i in range(6)],
+                              ["g0"] * 3 + ["g1"] * 3)  # fmt: skip
+    assert report.starc.distance == pytest.approx(0.5) == pytest.approx(expected.distance)  # (0 + 1) / 2
+    assert report.starc.n_groups_used == 2
+    assert report.to_dict()["starc"]["distance"] == pytest.approx(0.5)
 
 
 def test_calibration_is_skipped_for_non_binary_ratings_with_a_note():

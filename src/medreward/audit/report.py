@@ -358,6 +358,10 @@ def _agreement(page: _Page) -> None:
         page.add(_stat_table(page, "agreement", names))
         if page.data["agreement"].get("note"):
             page.add(f"<p class=\"note\">{_text(page.data['agreement']['note'])}</p>")
+    if page.has("starc"):
+        page.add(f"<p>STARC distance to the ratings (per prompt, 0 = the same advantages, 1 = opposite): "
+                 f"{page.num('starc.distance')} over {page.num('starc.n_groups_used')} prompts "
+                 f"({page.num('starc.n_groups_skipped')} skipped: one rated rollout or constant).</p>")  # fmt: skip
     if page.has("calibration"):
         c = page.data["calibration"]
         page.add(f"<p>ECE (equal-mass bins) {page.num('calibration.ece')} · Brier {page.num('calibration.brier')}</p>")

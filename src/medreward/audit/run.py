@@ -126,6 +126,9 @@ class AuditReport:
     benchmark: Any = None  # benchmark.BenchmarkReport
     agreement: Any = None  # agreement.AgreementReport
     calibration: Any = None  # calibration.CalibrationReport
+    #: STARC distance between the spec's rewards and the ratings over the rated rollouts, grouped by
+    #: prompt (starc.StarcResult; needs several rated rollouts per prompt)
+    starc: Any = None
     ratings: RatingsMatch | None = None
     slices: dict[str, list[Any]] = field(default_factory=dict)  # field -> slices.SliceRow
     length_reward: Any = None  # slices.length_reward_correlation result
@@ -164,6 +167,7 @@ class AuditReport:
             "ratings": part(self.ratings),
             "agreement": part(self.agreement),
             "calibration": part(self.calibration),
+            "starc": part(self.starc),
             "slices": {name: [row.to_dict() for row in rows] for name, rows in self.slices.items()},
             "length_reward": part(self.length_reward),
             "length_points": None if self.length_points is None else dict(self.length_points),
@@ -342,10 +346,10 @@ def _run(
     slices, length_reward, length_points, groups = _pool_stats(pool, slice_fields, seed=seed)
     timings["pool"] = time.perf_counter() - clock
 
-    match = agreement = calibration = None
+    match = agreement = calibration = starc = None
     if rating_map is not None:
         clock = time.perf_counter()
-        match, agreement, calibration = _agreement(rollouts_scored, rating_map, notes)
+        match, agreement, calibration, starc = _agreement(rollouts_scored, rating_map, notes)
         timings["agreement"] = time.perf_counter() - clock
 
     flagged = [f"probe:{r.name}" for r in probe_report.flagged] if probe_report is not None else []
@@ -355,7 +359,7 @@ def _run(
     return AuditReport(
         spec=scorer.spec.name, task=task, n_cases=len(case_list), n_rollouts=len(rollouts), pool=pool_name,
         baselines=baselines, gold=gold, probes=probe_report, exploit=exploit, benchmark=bench,
-        agreement=agreement, calibration=calibration, ratings=match, slices=slices, length_reward=length_reward,
+        agreement=agreement, calibration=calibration, starc=starc, ratings=match, slices=slices, length_reward=length_reward,
         length_points=length_points, zero_variance_groups=None if groups is None else groups.fraction, groups=groups,
         flagged=flagged, notes=notes, timings=timings,
     )  # fmt: skip
@@ -450,9 +454,12 @@ def _pool_stats(pool: Sequence[ScoredRecord], slice_fields: Sequence[str], *, se
 
 
 def _agreement(rollouts: Sequence[ScoredRecord], ratings: Mapping[str, float], notes: list[str]):
-    """Match ratings to rollouts by id; agreement on the ok pairs; calibration when it applies."""
+    """Match ratings to rollouts by id; agreement on the ok pairs; calibration when it applies; the
+    STARC distance between the spec and the ratings over the rated rollouts of each prompt."""
     from .agreement import agreement
     from .calibration import calibration
+    from .slices import group_keys
+    from .starc import starc_distance
 
     by_id: dict[str, ScoredRecord] = {}
     for r in rollouts:
@@ -461,8 +468,8 @@ def _agreement(rollouts: Sequence[ScoredRecord], ratings: Mapping[str, float], n
     matched = [i for i in by_id if i in ratings]
     missing_in_ratings = [i for i in by_id if i not in ratings]
     missing_in_cases = [i for i in ratings if i not in by_id]
-    pairs = [(float(by_id[i].reward), ratings[i]) for i in matched
-             if by_id[i].status is Status.OK and by_id[i].reward is not None]  # fmt: skip
+    rated = [by_id[i] for i in matched if by_id[i].status is Status.OK and by_id[i].reward is not None]
+    pairs = [(float(r.reward), ratings[str(r.record["id"])]) for r in rated]  # type: ignore[arg-type]
     match = RatingsMatch(
         n_ratings=len(ratings), n_rollouts=len(rollouts), n_matched=len(matched), n_error=len(matched) - len(pairs),
         n_missing_in_ratings=len(missing_in_ratings), n_missing_in_cases=len(missing_in_cases),
@@ -484,5 +491,8 @@ def _agreement(rollouts: Sequence[ScoredRecord], ratings: Mapping[str, float], n
         notes.append("calibration: skipped, the ratings are not binary outcomes (0 or 1)")
     else:
         calib = calibration(pred, [int(t) for t in truth])
-    return match, agree, calib
+    starc = starc_distance(pred, truth, group_keys([r.record for r in rated])) if pairs else None
+    if starc is not None and starc.distance is None:
+        notes.append(f"starc: undefined against the ratings ({starc.note})")
+    return match, agree, calib, starc
 

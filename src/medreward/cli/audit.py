@@ -189,6 +189,8 @@ def print_summary(report: Any) -> None:
             line += f"; Spearman {_fmt(a.spearman.value)} · Kendall τ-b {_fmt(a.kendall.value)} · κ {_fmt(a.cohen_kappa.value)}"
         if report.calibration is not None:
             line += f"; ECE {_fmt(report.calibration.ece)} · Brier {_fmt(report.calibration.brier)}"
+        if report.starc is not None:
+            line += f"; STARC {_fmt(report.starc.distance)}"
         out.print(line, highlight=False, soft_wrap=True)
     for note in report.notes:
         out.print(f"[dim]note: {escape(note)}[/]", highlight=False, soft_wrap=True)
