@@ -8,9 +8,9 @@
 # (the `train` extra includes matplotlib, for the training-curves PNG). Knobs (environment):
 #   SFT_STEPS (40) GRPO_STEPS (20) EVAL_N (32 held-out cases) EVAL_K (4) MAX_NEW (128 tokens)
 #   EVAL_EVERY (10 GRPO steps) REPORT_TO (none | tensorboard | wandb)
-# On 2 quiet CPU cores the defaults should take about 50-60 minutes (SFT ~25 s/step, GRPO ~45-90 s/step,
-# each eval of 32 x 4 samples several minutes); a GPU is used automatically when present (there, raise
-# GRPO_STEPS to a few hundred and EVAL_N to 200+).
+# Measured on the 2-core dev VM (shared with a test run, so upper bounds; docs/training.md): SFT 40 steps
+# 2,121 s, GRPO 6 steps 917 s, each held-out eval of 24 x 2 samples 375-715 s. A GPU is used automatically
+# when present (there, raise GRPO_STEPS to a few hundred and EVAL_N to 200+).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUT="${1:-runs/smollm2-tox-$(date -u +%Y%m%d-%H%M%S)}"

@@ -127,10 +127,10 @@ def test_mcq_calculator_icd_answers():
     assert calc[3].answer is None
     icd = judge_samples("icd_coding", _scored("icd_coding", [
         "<think>x</think><answer>E11.9, I10</answer>", "<think>x</think><answer>i10; e11.9</answer>",
-        "<think>x</think><answer>I10</answer>",
-    ], [{"codes": ["I10", "E11.9"]}] * 3))  # fmt: skip
-    assert [j.correct for j in icd] == [True, True, False]
-    assert icd[0].answer == icd[1].answer and [j.predicted_labels for j in icd] == [2, 2, 1]
+        "<think>x</think><answer>I10</answer>", "<think>x</think><answer>I10, not E11.9</answer>",
+    ], [{"codes": ["I10", "E11.9"]}] * 4))  # fmt: skip
+    assert [j.correct for j in icd] == [True, True, False, False]  # a negated code is not predicted, as in the reward
+    assert icd[0].answer == icd[1].answer and [j.predicted_labels for j in icd] == [2, 2, 1, 1]
 
 
 def test_correct_threshold_replaces_the_task_rule():

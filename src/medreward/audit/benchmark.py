@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from .cases import gold_completion
 from .corruptions import Corruption, get_corruption, list_corruptions
 
 __all__ = [
@@ -52,7 +53,6 @@ __all__ = [
     "PreferenceItem",
     "best_of_n_result",
     "build_preferences",
-    "gold_of",
     "one_to_many_result",
     "pairwise_result",
     "read_preferences",
@@ -326,17 +326,6 @@ def _score(scorer: Any, records: list[dict[str, Any]], progress: bool) -> list[A
 # -- building items from cases --------------------------------------------------------------
 
 
-def gold_of(case: Mapping[str, Any]) -> str | None:
-    """The gold completion of a case: ``case["gold"]``, else the task's gold built from the
-    reference (:func:`medreward.audit.cases.gold_completion`), else ``None``."""
-    gold = case.get("gold")
-    if isinstance(gold, str) and gold:
-        return gold
-    from .cases import gold_completion
-
-    return gold_completion(dict(case))
-
-
 def build_preferences(
     cases: Iterable[Mapping[str, Any]],
     *,
@@ -361,7 +350,7 @@ def build_preferences(
     skipped = {"no gold": 0, "no corruption": 0}
     for index, case in enumerate(cases):
         case_id = str(case.get("id") if case.get("id") is not None else f"case-{index}")
-        gold = gold_of(case)
+        gold = gold_completion(case)
         if gold is None:
             skipped["no gold"] += 1
             continue

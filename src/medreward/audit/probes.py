@@ -429,23 +429,13 @@ def _leaves_under(item: str) -> tuple[str, ...]:
 
 
 def _icd_sibling(code: str, rng: random.Random) -> str | None:
-    """Another billable code close to ``code``: same parent, else same category, else the first
-    billable code of another category of the same block."""
-    cm = _icd()
-    parent = cm.get_parent(code) if cm.is_valid_item(code) else ""
-    for item in (parent, code[:3]):
-        if item and item != code:
-            leaves = [c for c in _leaves_under(item) if c != code]
-            if leaves:
-                return rng.choice(leaves)
-    block = _code_info(code).block
-    if block:
-        for category in cm.get_children(block):
-            if category != code[:3]:
-                leaves = _leaves_under(category) or ((category,) if cm.is_leaf(category) else ())
-                if leaves:
-                    return leaves[0]
-    return None
+    """Another billable code close to ``code``: one of the leaves under its nearest ancestor that
+    has another (:func:`medreward.audit.corruptions.sibling_codes`, which the benchmark's
+    ``swap_code_sibling`` corruption uses too)."""
+    from .corruptions import sibling_codes
+
+    siblings = sibling_codes(code, set())
+    return rng.choice(siblings) if siblings else None
 
 
 def _icd_wrong(gold: Sequence[str], rng: random.Random, k: int = 1) -> list[str]:
@@ -848,8 +838,8 @@ def _near_miss_code(record, gold, rng):
     return tagged(_reasoning(gold), ", ".join(dict.fromkeys(near)))  # type: ignore[arg-type]
 
 
-_builtin("near_miss_code", "Each gold code replaced by a sibling billable code (same parent, else same category, "
-         "else same block).", _near_miss_code, tasks=("icd_coding",))  # fmt: skip
+_builtin("near_miss_code", "Each gold code replaced by a sibling billable code (under its nearest ancestor with "
+         "another billable code: parent, else category, else block).", _near_miss_code, tasks=("icd_coding",))  # fmt: skip
 
 
 # equivalents

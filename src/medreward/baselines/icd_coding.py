@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from ..parse.icd import normalize_icd_code, parse_icd_codes
+from ..parse.icd import asserted_codes, normalize_icd_code
 from ..parse.tags import extract_section
 from ..records import Rollout, ScoredRecord, conversation_text
 from ..tasks.icd_coding import icd, load_icd_index
@@ -44,15 +44,18 @@ TASK = "icd_coding"
 
 
 def answer_codes(text: str) -> list[str]:
-    """Codes in the ``<answer>`` section of a completion, read by the reward's own parser
-    (:func:`medreward.parse.icd.parse_icd_codes`: normalised, deduplicated, block ranges and
-    words such as ``HbA1c`` are not codes). No ``<answer>`` → no codes.
+    """Codes in the ``<answer>`` section of a completion, read as the reward reads them
+    (:func:`medreward.parse.icd.asserted_codes`: normalised, deduplicated, block ranges and
+    words such as ``HbA1c`` are not codes, negated codes are not predicted). No ``<answer>`` →
+    no codes.
 
     >>> answer_codes("<think>…</think><answer>E11.9, i10; Z79.4 and E11.9</answer>")
     ['E11.9', 'I10', 'Z79.4']
+    >>> answer_codes("<answer>E11.9; rule out I10</answer>")
+    ['E11.9']
     """
     section = extract_section(text, "answer")
-    return [] if section is None else list(parse_icd_codes(section.content).codes)
+    return [] if section is None else list(asserted_codes(section.content))
 
 
 def _completion(reasoning: str, codes: Sequence[str]) -> str:

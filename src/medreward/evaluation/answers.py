@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..parse.choice import parse_choice
-from ..parse.icd import normalize_icd_code, parse_icd_codes
+from ..parse.icd import asserted_codes, normalize_icd_code
 from ..parse.labels import parse_labels
 from ..parse.tags import extract_section
 from ..records import Rollout, ScoredRecord, Status
@@ -157,7 +157,7 @@ def _icd(texts: list[str], references: list[Any], scored: Sequence[ScoredRecord]
         if content is None:
             out.append(SampleJudgement(None, False, None, len(truth)))
             continue
-        predicted = frozenset(parse_icd_codes(content).codes)
+        predicted = frozenset(asserted_codes(content))  # as the reward reads them: "not I10" predicts nothing
         out.append(SampleJudgement(predicted, predicted == truth, len(predicted), len(truth)))
     return out
 

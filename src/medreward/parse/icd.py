@@ -174,11 +174,17 @@ def normalize_icd_code(code: str) -> str | None:
     return _normalise(s)
 
 
-def asserted_codes(text: str, parsed: IcdCodeList) -> tuple[str, ...]:
-    """The codes of ``parsed`` (read from ``text``) that at least one mention asserts: a mention
-    right after a negation ("not E11.9", "rule out I10") or right before one ("E11.9 excluded")
-    does not (see the module doc).
+def asserted_codes(text: str, parsed: IcdCodeList | None = None) -> tuple[str, ...]:
+    """The codes of ``parsed`` (read from ``text``; parsed here when not given) that at least one
+    mention asserts: a mention right after a negation ("not E11.9", "rule out I10") or right before
+    one ("E11.9 excluded") does not (see the module doc). What an answer predicts: the reward, the
+    baseline metrics and ``medreward eval`` all read codes this way.
+
+    >>> asserted_codes("E11.9, not I10")
+    ('E11.9',)
     """
+    if parsed is None:
+        parsed = parse_icd_codes(text)
     asserted: set[str] = set()
     for mention in parsed.mentions:
         start, end = mention.span
