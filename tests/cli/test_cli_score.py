@@ -71,7 +71,7 @@ ERROR_CASES = {
     "unreadable gzip": (("score", "garbage.jsonl.gz", "--spec", "toxicology"), "'garbage.jsonl.gz': cannot be read"),
     "unreadable parquet": (("score", "garbage.parquet", "--spec", "toxicology"), "cannot read 'garbage.parquet' as Parquet"),
     "unknown spec": (("score", "rollouts.jsonl", "--spec", "toxicolgy"),
-                     "unknown spec 'toxicolgy': not a file, and not a preset (presets: calculator, healthbench, icd_coding, mcq, medix, medix_semantic, toxicology)"),
+                     "unknown spec 'toxicolgy': not a file, and not a preset (presets: calculator, calculator_consistent, healthbench, icd_coding, mcq, mcq_consistent, medix, medix_semantic, toxicology, toxicology_consistent)"),
     "bad weight": (("score", "rollouts.jsonl", "--spec", "bad_weight.toml"), "bad_weight.toml: components.0.weight: Input should be a valid number"),
     "bad kind": (("score", "rollouts.jsonl", "--spec", "bad_kind.toml"), "unknown component kind 'no.such.kind'; known kinds:"),
     "bad param": (("score", "rollouts.jsonl", "--spec", "bad_param.toml"), "bad_param.toml: components.0.params.colour: unknown parameter"),

@@ -37,12 +37,14 @@ UNFORMATTED_RIGHT = "<answer>C</answer>"  # no <think>: bad format, right letter
 # -- specs ---------------------------------------------------------------------------------------
 def test_presets_load_and_name_their_components():
     presets = list_presets()
-    assert set(presets) == {"toxicology", "mcq", "calculator", "icd_coding", "healthbench", "medix", "medix_semantic"}
+    assert set(presets) == {"toxicology", "mcq", "calculator", "icd_coding", "healthbench", "medix", "medix_semantic",
+                            "toxicology_consistent", "mcq_consistent", "calculator_consistent"}
     assert presets["toxicology"].component_names == ("format", "substances")
     assert [c.weight for c in presets["toxicology"].components] == [0.1, 0.9]
 
 
-@pytest.mark.parametrize("name", ["toxicology", "mcq", "calculator", "icd_coding", "healthbench", "medix", "medix_semantic"])
+@pytest.mark.parametrize("name", ["toxicology", "mcq", "calculator", "icd_coding", "healthbench", "medix", "medix_semantic",
+                                  "toxicology_consistent", "mcq_consistent", "calculator_consistent"])
 def test_toml_round_trip_is_the_same_reward(name, tmp_path):
     original = load_spec(name)
     path = tmp_path / f"{name}-copy.toml"
@@ -136,7 +138,8 @@ def test_a_spec_is_built_once_and_load_spec_takes_any_mapping(monkeypatch):
 
 
 def test_unknown_spec_name_lists_the_presets(tmp_path):
-    with pytest.raises(SpecError, match=r"presets: calculator, healthbench, icd_coding, mcq, medix, medix_semantic, toxicology"):
+    with pytest.raises(SpecError, match=r"presets: calculator, calculator_consistent, healthbench, icd_coding, mcq, mcq_consistent, medix, "
+                       r"medix_semantic, toxicology, toxicology_consistent"):
         load_spec("toxicolgy")
     with pytest.raises(SpecError, match=r"does not exist"):
         load_spec(tmp_path / "missing.toml")

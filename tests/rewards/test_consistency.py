@@ -137,3 +137,46 @@ def test_through_medreward_score(tmp_path):
     out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text("utf-8").splitlines()]
     assert [r["reward"] for r in out] == [1.0, 0.0, 0.0]
     assert out[2]["info"]["consistency"]["reason"] == "no <think> reasoning"
+
+
+OPTIONS = {"A": "Insulin", "B": "Metformin extended release", "C": "Metformin", "D": "Diet alone"}
+
+
+@pytest.mark.parametrize(
+    ("completion", "value", "conclusion"),
+    [
+        # an answer given as an option's text is that option, as the choice reward reads it
+        ("<think>First-line is metformin, so the answer is C.</think><answer>Metformin</answer>", 1.0, "C"),
+        ("<think>So the answer is Metformin.</think><answer>C</answer>", 1.0, "C"),  # named, not lettered
+        ("<think>So the answer is metformin extended release.</think><answer>B</answer>", 1.0, "B"),
+        ("<think>So the answer is insulin.</think><answer>Metformin</answer>", 0.0, "A"),
+        ("<think>Insulin or diet alone.</think><answer>A</answer>", 0.0, None),  # two options named: no conclusion
+        ("<think>So the answer is E.</think><answer>E</answer>", 0.0, None),  # E is not an option here
+    ],
+)  # fmt: skip
+def test_choice_reads_the_reference_options(completion, value, conclusion):
+    score = Consistency().score_one(Rollout(completion=completion, reference={"options": OPTIONS}))
+    assert score.value == value and score.info.get("conclusion") == conclusion, score.info
+
+
+def test_choice_with_malformed_options_is_a_record_error():
+    (scored,) = Scorer({"name": "c", "components": [{"name": "c", "kind": "consistency"}]}).score(
+        [{"completion": "<think>so B</think><answer>B</answer>", "reference": {"options": 7}}]
+    )
+    assert scored.status is Status.ERROR and "reference.options" in scored.info["c"]["error"]
+
+
+@pytest.mark.parametrize(
+    ("completion", "value"),
+    [
+        ("<think>No toxidrome fits. So the answer is none.</think><answer>none</answer>", 1.0),
+        ("<think>Nothing was taken: no intoxicant</think><answer>none</answer>", 1.0),
+        ("<think>Not opioids. So the answer is none.</think><answer>none</answer>", 1.0),
+        ("<think>So the answer is none.</think><answer>opioids</answer>", 0.0),
+        ("<think>None of the others fit; it is opioids.</think><answer>opioids</answer>", 1.0),
+        ("<think>It is opioids, none else.</think><answer>none</answer>", 0.0),  # opioids asserted last
+    ],
+)
+def test_labels_conclude_the_empty_set_with_a_no_answer_term(completion, value):
+    score = _one(Consistency(compare="labels", vocabulary="toxicology"), completion)
+    assert score.value == value, score.info

@@ -27,6 +27,11 @@ GOOD = {
     "mcq": ("<think>metformin first</think><answer>C</answer>", {"answer": "C", "options": ["A", "B", "C", "D"]}),
     "calculator": ("<think>weight/height²</think><answer>24.2 kg/m^2</answer>", {"value": 24.2, "unit": "kg/m^2"}),
     "icd_coding": ("<think>type 2 diabetes</think><answer>E11.9</answer>", {"codes": ["E11.9"]}),
+    # consistency-gated presets: the reasoning concludes the answer
+    "toxicology_consistent": ("<think>miosis, apnoea: opioids</think><answer>opioids</answer>", {"substances": ["opioids"]}),
+    "mcq_consistent": ("<think>metformin first, so C</think><answer>C</answer>", {"answer": "C", "options": ["A", "B", "C", "D"]}),
+    "calculator_consistent": ("<think>weight/height² = 24.2 kg/m^2</think><answer>24.2 kg/m^2</answer>",
+                              {"value": 24.2, "unit": "kg/m^2"}),
     # model-judged presets: an in-process keyword judge (tests/support/keyword_judge.py) stands in for the server
     "healthbench": ("Call emergency services now.", {"rubric": [{"criterion": 'Says "emergency services"', "points": 5}]}),
     "medix": ("<think>miosis, apnoea</think><answer>opioids</answer>", {"answer": "opioids"}),

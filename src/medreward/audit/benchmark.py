@@ -47,6 +47,7 @@ from typing import Any
 from ..errors import InputError
 from .cases import gold_completion
 from .corruptions import Corruption, get_corruption, list_corruptions
+from .scoring import open_scorer, score_all
 
 __all__ = [
     "BenchmarkReport",
@@ -262,18 +263,15 @@ def run_benchmark(spec_or_scorer: Any, items: Sequence[PreferenceItem], *, progr
 
     Each completion is scored as the record ``{**item.context, "id", "prompt", "completion"}``.
     """
-    from ..runner import Scorer
-
     items = list(items)
-    own = not isinstance(spec_or_scorer, Scorer)
-    scorer = Scorer(spec_or_scorer) if own else spec_or_scorer
+    scorer, own = open_scorer(spec_or_scorer)
     try:
         records: list[dict[str, Any]] = []
         for item in items:
             base = {**item.context, "prompt": item.prompt}
             records += [{**base, "id": f"{item.id}/chosen/{i}", "completion": c} for i, c in enumerate(item.chosen)]
             records += [{**base, "id": f"{item.id}/rejected/{i}", "completion": c} for i, c in enumerate(item.rejected)]
-        scored = _score(scorer, records, progress)
+        scored = score_all(scorer, records, "benchmark", progress)
     finally:
         if own:
             scorer.close()
@@ -304,23 +302,6 @@ def _why(info: Mapping[str, Any]) -> str:
                 if value.get(key):
                     return str(value[key])
     return "no reason given"
-
-
-def _score(scorer: Any, records: list[dict[str, Any]], progress: bool) -> list[Any]:
-    """All records in one call (one batch stream); a rich bar on stderr when ``progress`` and a terminal."""
-    if not progress:
-        return scorer.score(records)
-    import os
-    import sys
-
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    shown = sys.stderr.isatty() or os.environ.get("MEDREWARD_PROGRESS") == "1"
-    with Progress(TextColumn("benchmark"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), disable=not shown, transient=True) as bar:  # fmt: skip
-        task = bar.add_task("benchmark", total=len(records))
-        return list(scorer.iter_score(records, on_progress=lambda n: bar.advance(task, n)))
 
 
 # -- building items from cases --------------------------------------------------------------

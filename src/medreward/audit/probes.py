@@ -53,8 +53,8 @@ from ..errors import MedrewardError
 from ..parse.tags import section_content
 from ..records import Status, conversation_text
 from ..registry import Registry
-from ..runner import Scorer
 from .cases import format_number, gold_completion, tagged
+from .scoring import open_scorer, score_all
 
 __all__ = [
     "COMMON_ICD_CODES",
@@ -1012,10 +1012,9 @@ def run_probes(
             records.append(_rollout(case, completion))
         plans.append((probe, placed, n_cases, n_no_ref, n_none, failures, example))
 
-    owned = not isinstance(spec_or_scorer, Scorer)
-    scorer = Scorer(spec_or_scorer) if owned else spec_or_scorer
+    scorer, owned = open_scorer(spec_or_scorer)
     try:
-        scored = _score(scorer, records, progress)
+        scored = score_all(scorer, records, "probes", progress)
     finally:
         if owned:
             scorer.close()
@@ -1132,17 +1131,3 @@ def _result(probe: Probe, n_cases: int, n_scored: int, n_error: int, n_na: int, 
         note="; ".join(notes),
         example=example,
     )
-
-
-def _score(scorer: Scorer, records: list[dict[str, Any]], progress: bool) -> list[Any]:
-    """Score all records in one scorer call, with a progress bar on a terminal when asked."""
-    if not progress or not records:
-        return scorer.score(records)
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    console = Console(stderr=True)
-    with Progress(TextColumn("probes"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, disable=not console.is_terminal, transient=True) as bar:  # fmt: skip
-        task = bar.add_task("probes", total=len(records))
-        return list(scorer.iter_score(records, on_progress=lambda n: bar.advance(task, n)))

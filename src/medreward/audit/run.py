@@ -48,6 +48,7 @@ from ..baselines import list_policies, run_policy
 from ..errors import InputError
 from ..records import ScoredRecord, Status
 from ..runner import Scorer
+from .scoring import open_scorer, score_all
 
 log = logging.getLogger(__name__)
 
@@ -292,12 +293,18 @@ def _run(
     task = tasks[0] if len(tasks) == 1 else (scorer.spec.task if not tasks else None)
 
     clock = time.perf_counter()
+    # the audit's own completions (gold, baselines, probes, search, benchmark) are scored by
+    # `own`; under a consistency gate it states each one's conclusion (audit/scoring.py)
+    own, _ = open_scorer(scorer)
+    if own is not scorer:
+        notes.append("consistency: the spec gates on the reasoning's conclusion, so the audit's own completions "
+                     "state their answer at the end of their reasoning (user rollouts are scored as they are)")
     gold_completions = _gold_completions(case_list)
-    baselines, baseline_scored = _baselines(scorer, case_list, tasks, notes, seed=seed, progress=progress)
+    baselines, baseline_scored = _baselines(own, case_list, tasks, notes, seed=seed, progress=progress)
     if not baselines:
         notes.append("baselines: no baseline policies for the cases' task(s) " + (", ".join(tasks) or "(none named)"))
     gold_rows = [dict(c, completion=g, policy="gold") for c, g in zip(case_list, gold_completions) if g is not None]
-    gold_scored = scorer.score(gold_rows) if gold_rows else []
+    gold_scored = own.score(gold_rows) if gold_rows else []
     gold = summary_stats(gold_scored) if gold_rows else None
     if gold is None:
         notes.append("gold: no case has a reference to build a gold completion from")
@@ -308,7 +315,7 @@ def _run(
         from .probes import run_probes
 
         clock = time.perf_counter()
-        probe_report = run_probes(scorer, case_list, seed=seed, progress=progress)
+        probe_report = run_probes(own, case_list, seed=seed, progress=progress)
         timings["probes"] = time.perf_counter() - clock
     else:
         notes.append("probes: skipped (turned off)")
@@ -318,7 +325,7 @@ def _run(
         from .exploit_search import search_exploits
 
         clock = time.perf_counter()
-        exploit = search_exploits(scorer, case_list, budget=exploit_budget, seed=seed, progress=progress)
+        exploit = search_exploits(own, case_list, budget=exploit_budget, seed=seed, progress=progress)
         timings["exploit_search"] = time.perf_counter() - clock
     else:
         notes.append("exploit search: skipped (turned off)")
@@ -330,7 +337,7 @@ def _run(
         clock = time.perf_counter()
         items = build_preferences(case_list, seed=seed)
         if items:
-            bench = run_benchmark(scorer, items)
+            bench = run_benchmark(own, items)
         else:
             notes.append("benchmark: no preference items could be built (no case has a gold answer)")
         timings["benchmark"] = time.perf_counter() - clock
@@ -399,7 +406,7 @@ def _gold_completions(cases: Sequence[dict[str, Any]]) -> list[str | None]:
 
 
 def _baselines(
-    scorer: Scorer, cases: Sequence[dict[str, Any]], tasks: Sequence[str], notes: list[str], *, seed: int, progress: bool
+    scorer: Any, cases: Sequence[dict[str, Any]], tasks: Sequence[str], notes: list[str], *, seed: int, progress: bool
 ) -> tuple[dict[str, dict[str, Any]], list[ScoredRecord]]:
     """Each baseline policy of each task run on that task's cases, all scored in one batch."""
     rows: list[dict[str, Any]] = []
@@ -415,22 +422,11 @@ def _baselines(
             name = info.name if len(tasks) == 1 else f"{task}/{info.name}"
             spans.append((name, task, len(rows), len(rows) + len(rollouts)))
             rows.extend(rollouts)
-    scored = _score_with_bar(scorer, rows, "scoring baselines", progress)
+    scored = score_all(scorer, rows, "scoring baselines", progress)
     out = {}
     for name, task, start, stop in spans:
         out[name] = {"task": task, **summary_stats(scored[start:stop])}
     return out, scored
-
-
-def _score_with_bar(scorer: Scorer, rows: list[dict[str, Any]], label: str, progress: bool) -> list[ScoredRecord]:
-    if not progress or not rows:
-        return scorer.score(rows)
-    from rich.console import Console
-    from rich.progress import Progress
-
-    with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(label, total=len(rows))
-        return list(scorer.iter_score(rows, on_progress=lambda n: bar.advance(task, n)))
 
 
 def _pool_stats(pool: Sequence[ScoredRecord], slice_fields: Sequence[str], *, seed: int):

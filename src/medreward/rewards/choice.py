@@ -12,7 +12,7 @@ from ..parse.choice import DEFAULT_LETTERS, Choice, letter_set, parse_choice
 from ..records import ComponentScore, Rollout
 from .base import ComponentParams, RewardComponent, answer_section, register
 
-__all__ = ["MultipleChoice"]
+__all__ = ["MultipleChoice", "match_option_text", "option_in_sentence", "read_options"]
 
 _OPTION_TEXT_MAX = 1000  # longer answers are never compared with option texts
 _TEXT_STRIP = " \t\r\n*_`\"'.“”‘’"
@@ -22,6 +22,70 @@ def _option_key(text: str) -> str:
     """Comparison form of an answer or option text: case-folded, whitespace collapsed,
     surrounding quotes/Markdown/final period removed."""
     return " ".join(text.strip(_TEXT_STRIP).casefold().split())
+
+
+def _words(text: str) -> str:
+    """Case-folded words of ``text`` (letters and digits), one blank between them."""
+    return " ".join("".join(c if c.isalnum() else " " for c in text.casefold()).split())
+
+
+def read_options(raw: Any, field: str = "options") -> dict[str, str] | None:
+    """A reference's options as ``{LETTER: text}`` (from an object keyed by letters, or a list
+    lettered A, B, …); ``None`` when there are none; a :class:`RecordError` naming
+    ``reference.<field>`` when they have another shape.
+
+    >>> read_options(["Insulin", "Metformin"]), read_options({"b": "Diet"})
+    ({'A': 'Insulin', 'B': 'Metformin'}, {'B': 'Diet'})
+    """
+    if raw is None:
+        return None
+    if isinstance(raw, Mapping):
+        items = list(raw.items())
+    elif isinstance(raw, (list, tuple)):
+        if len(raw) > 26:
+            raise RecordError(f"reference.{field}: more than 26 options")
+        items = [(chr(ord("A") + i), text) for i, text in enumerate(raw)]
+    else:
+        raise RecordError(f"reference.{field} must be an object {{letter: text}} or a list, got {type(raw).__name__}")
+    out: dict[str, str] = {}
+    for key, text in items:
+        if not (isinstance(key, str) and len(key.strip()) == 1 and key.strip().isascii() and key.strip().isalpha()):
+            raise RecordError(f"reference.{field}: option key {key!r} is not a single letter")
+        out[key.strip().upper()] = text if isinstance(text, str) else str(text)
+    return out or None
+
+
+def match_option_text(answer: str, options: Mapping[str, str]) -> str | None:
+    """The letter whose option text the whole ``answer`` equals (case-, whitespace- and
+    quote-insensitive; exactly one option), else ``None``.
+
+    >>> match_option_text("**metformin.**", {"A": "Insulin", "B": "Metformin"})
+    'B'
+    """
+    if len(answer) > _OPTION_TEXT_MAX:
+        return None
+    key = _option_key(answer)
+    if len(key) < 2:  # "C" is a letter, never an option text
+        return None
+    hits = [letter for letter, text in options.items() if _option_key(text) == key]
+    return hits[0] if len(hits) == 1 else None
+
+
+def option_in_sentence(sentence: str, options: Mapping[str, str]) -> str | None:
+    """The letter of the one option whose text ``sentence`` names as whole words (e.g. a
+    reasoning that ends "so the answer is metformin"), else ``None`` (none or several named; an
+    option named only inside a longer named option does not count).
+
+    >>> option_in_sentence("So the answer is Metformin.", {"A": "Insulin", "B": "Metformin"})
+    'B'
+    >>> option_in_sentence("Insulin or metformin.", {"A": "Insulin", "B": "Metformin"}) is None
+    True
+    """
+    hay = f" {_words(sentence[-_OPTION_TEXT_MAX:])} "
+    named = {letter: key for letter, text in options.items() if len(key := _words(text)) >= 2 and f" {key} " in hay}
+    # "metformin extended release" names that option, not also the shorter "metformin" inside it
+    hits = [a for a, key in named.items() if not any(key != other and f" {key} " in f" {other} " for other in named.values())]
+    return hits[0] if len(hits) == 1 else None
 
 
 @register
@@ -95,7 +159,7 @@ class MultipleChoice(RewardComponent):
         expected_raw = reference.get(self.params.field)
         if expected_raw is None:
             return ComponentScore.not_applicable(f"reference has no '{self.params.field}'")
-        options = self._options(reference.get(self.params.options_field))
+        options = read_options(reference.get(self.params.options_field), self.params.options_field)
         valid = letter_set(options) if options else self._default_letters
         expected = self._expected(expected_raw, valid)
 
@@ -105,7 +169,7 @@ class MultipleChoice(RewardComponent):
             return ComponentScore(
                 0.0, info={"reason": f"no <{self.params.answer_tag}> section", "predicted": None, "expected": expected}
             )
-        by_text = self._match_option_text(answer, options) if options else None
+        by_text = match_option_text(answer, options) if options else None
         if by_text is not None:
             info = {"predicted": by_text, "expected": expected, "matched_by": "option_text"}
             return ComponentScore(float(by_text == expected), info=info)
@@ -120,28 +184,6 @@ class MultipleChoice(RewardComponent):
         return ComponentScore(float(choice.letter == expected), info=info)
 
     # -- reference ---------------------------------------------------------------------------
-    def _options(self, raw: Any) -> dict[str, str] | None:
-        """Options as {LETTER: text}; ``None`` when the reference has none."""
-        if raw is None:
-            return None
-        if isinstance(raw, Mapping):
-            items = list(raw.items())
-        elif isinstance(raw, (list, tuple)):
-            if len(raw) > 26:
-                raise RecordError(f"reference.{self.params.options_field}: more than 26 options")
-            items = [(chr(ord("A") + i), text) for i, text in enumerate(raw)]
-        else:
-            raise RecordError(
-                f"reference.{self.params.options_field} must be an object {{letter: text}} or a list, "
-                f"got {type(raw).__name__}"
-            )
-        out: dict[str, str] = {}
-        for key, text in items:
-            if not (isinstance(key, str) and len(key.strip()) == 1 and key.strip().isascii() and key.strip().isalpha()):
-                raise RecordError(f"reference.{self.params.options_field}: option key {key!r} is not a single letter")
-            out[key.strip().upper()] = text if isinstance(text, str) else str(text)
-        return out or None
-
     def _expected(self, raw: Any, valid: frozenset[str]) -> str:
         letter = raw.strip().strip("()[]*. ").upper() if isinstance(raw, str) else None
         if not letter or len(letter) != 1 or letter not in valid:
@@ -149,14 +191,3 @@ class MultipleChoice(RewardComponent):
                 f"reference.{self.params.field}: {raw!r} is not one of the valid letters {''.join(sorted(valid))}"
             )
         return letter
-
-    @staticmethod
-    def _match_option_text(answer: str, options: dict[str, str]) -> str | None:
-        """The letter whose option text the whole answer equals (exactly one), else ``None``."""
-        if len(answer) > _OPTION_TEXT_MAX:
-            return None
-        key = _option_key(answer)
-        if len(key) < 2:  # "C" is a letter, never an option text
-            return None
-        hits = [letter for letter, text in options.items() if _option_key(text) == key]
-        return hits[0] if len(hits) == 1 else None

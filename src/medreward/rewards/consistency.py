@@ -7,13 +7,14 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..parse.choice import DEFAULT_LETTERS, parse_choice
+from ..parse.choice import DEFAULT_LETTERS, letter_set, parse_choice
 from ..parse.labels import parse_labels
 from ..parse.mentions import find_mentions
 from ..parse.numbers import ParsedNumber, final_number
 from ..records import ComponentScore, Rollout
 from ..vocab import Vocabulary, term_key
 from .base import ComponentParams, RewardComponent, answer_section, register
+from .choice import match_option_text, option_in_sentence, read_options
 from .numeric import UnitError, convert
 
 __all__ = ["Consistency", "reasoning_text"]
@@ -45,7 +46,10 @@ class Consistency(RewardComponent):
     where :math:`\equiv` is, by ``compare``:
 
     * ``"choice"``: the same option letter (:func:`medreward.parse.choice.parse_choice` on the
-      last ``window`` characters of the reasoning and on the answer; ``letters``);
+      last ``window`` characters of the reasoning and on the answer; ``letters``, or the
+      letters of ``reference.options`` when the record has them). With options, an answer that
+      is one option's text chooses it (as ``choice`` reads it), and a reasoning whose last
+      sentence names exactly one option's text and no letter concludes that option;
     * ``"number"``: the same value within :math:`\max(\text{abs\_tol}, \text{rel\_tol}\cdot|y|)`
       (:func:`medreward.parse.numbers.final_number` on both; when both carry units the
       reasoning's value is converted to the answer's unit with pint, and a different dimension
@@ -99,6 +103,7 @@ class Consistency(RewardComponent):
         answer_tag: str | None = "answer"
         window: int = Field(default=600, ge=20, le=65536, description="Characters at the end of the reasoning read.")
         letters: str = DEFAULT_LETTERS
+        options_field: str = Field(default="options", min_length=1)
         vocabulary: str | None = Field(default=None, min_length=1)
         abs_tol: float = Field(default=0.0, ge=0, allow_inf_nan=False)
         rel_tol: float = Field(default=1e-6, ge=0, allow_inf_nan=False)
@@ -133,7 +138,7 @@ class Consistency(RewardComponent):
             return self._missing(f"no <{p.answer_tag}> section" if answer is None else "empty answer")
         tail = reasoning[-p.window :]
         if p.compare == "choice":
-            return self._compare_choice(tail, answer)
+            return self._compare_choice(tail, answer, read_options(rollout.reference.get(p.options_field), p.options_field))
         if p.compare == "number":
             return self._compare_number(tail, answer)
         return self._compare_labels(tail, answer)
@@ -151,15 +156,19 @@ class Consistency(RewardComponent):
         return ComponentScore(1.0 if same else 0.0, info=info)
 
     # -- choice --------------------------------------------------------------------------------
-    def _compare_choice(self, tail: str, answer: str) -> ComponentScore:
-        concluded = parse_choice(tail, self.params.letters)
-        if concluded.letter is None:
+    def _compare_choice(self, tail: str, answer: str, options: dict[str, str] | None) -> ComponentScore:
+        valid = letter_set(options) if options else letter_set(self.params.letters)
+        concluded = parse_choice(tail, valid)
+        letter = concluded.letter
+        if letter is None and not concluded.ambiguous and options:
+            letter = option_in_sentence(_last_sentence(tail), options)
+        if letter is None:
             why = "ambiguous" if concluded.ambiguous else "no"
             return self._missing(f"{why} option letter concluded in the reasoning", candidates=list(concluded.candidates))
-        chosen = parse_choice(answer, self.params.letters)
-        if chosen.letter is None:
-            return self._missing("no option letter in the answer", conclusion=concluded.letter)
-        return self._verdict(concluded.letter == chosen.letter, concluded.letter, chosen.letter)
+        chosen = (match_option_text(answer, options) if options else None) or parse_choice(answer, valid).letter
+        if chosen is None:
+            return self._missing("no option letter in the answer", conclusion=letter)
+        return self._verdict(letter == chosen, letter, chosen)
 
     # -- number --------------------------------------------------------------------------------
     def _compare_number(self, tail: str, answer: str) -> ComponentScore:
@@ -187,13 +196,17 @@ class Consistency(RewardComponent):
         vocab = self._vocab
         assert vocab is not None
         found = find_mentions(tail, vocabulary=vocab, drugs=False)
-        if not found.mentions:
+        if _names_none(_last_sentence(tail), vocab) and not any(
+            m.span[0] >= _last_sentence_start(found.text) and not m.negated for m in found.mentions
+        ):
+            concluded: list[str] = []  # "… so the answer is none"
+        elif not found.mentions:
             return self._missing("no vocabulary term concluded in the reasoning")
-        text = found.text
-        last = found.mentions[-1].span[0]
-        start = max(text.rfind(end, 0, last) for end in _SENTENCE_ENDS)
-        start = 0 if start < 0 else start
-        concluded = sorted({m.id for m in found.mentions if m.span[0] >= start and not m.negated})
+        else:
+            text = found.text
+            last = found.mentions[-1].span[0]
+            start = max(0, _last_sentence_start(text, last))
+            concluded = sorted({m.id for m in found.mentions if m.span[0] >= start and not m.negated})
         parsed = parse_labels(answer)
         if not parsed.labels and not parsed.negated and parsed.format != "json":
             return self._missing("no labels in the answer", conclusion=concluded)
@@ -201,6 +214,24 @@ class Consistency(RewardComponent):
         for label, ids in zip(parsed.labels, vocab.normalize_all(parsed.labels)):
             stated.update(ids if ids is not None else (f"?{term_key(label) or label}",))
         return self._verdict(set(concluded) == stated, concluded, sorted(stated))
+
+
+def _last_sentence_start(text: str, before: int | None = None) -> int:
+    """Where the sentence holding position ``before`` (default: the end) starts in ``text``."""
+    end = len(text.rstrip().rstrip(".!;")) if before is None else before
+    return max(text.rfind(mark, 0, end) for mark in _SENTENCE_ENDS) + 1
+
+
+def _last_sentence(text: str) -> str:
+    """The last sentence of ``text``, without its final punctuation."""
+    body = text.rstrip().rstrip(".!;")
+    return body[_last_sentence_start(body) :].strip()
+
+
+def _names_none(sentence: str, vocab: Vocabulary) -> bool:
+    """Whether ``sentence`` ends with one of ``vocab``'s no-answer terms (up to four words)."""
+    words = sentence.split()
+    return any(vocab.is_none(" ".join(words[-k:])) for k in range(1, min(4, len(words)) + 1))
 
 
 def _describe(num: ParsedNumber) -> dict[str, Any]:
