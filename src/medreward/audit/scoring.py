@@ -65,13 +65,14 @@ def state_conclusion(completion: Any, *, think_tag: str = "think", answer_tag: s
 
 def conclusion_style(spec: Spec) -> dict[str, str] | None:
     """:func:`state_conclusion`'s keywords for the spec's first ``consistency`` component
-    (``think_tag``, ``answer_tag``, ``phrase``), or ``None`` when it has none."""
+    (``think_tag``, ``answer_tag``, ``phrase``; the component's own defaults), or ``None``."""
+    from ..rewards.consistency import Consistency
+
     for component in spec.components:
-        if component.kind == "consistency":
-            params = component.params or {}
-            phrase = CONCLUSION_PHRASES.get(str(params.get("compare", "choice")), CONCLUSION_PHRASES["number"])
-            return {"think_tag": str(params.get("think_tag", "think")),
-                    "answer_tag": str(params.get("answer_tag") or "answer"), "phrase": phrase}  # fmt: skip
+        if component.kind == Consistency.kind:
+            params = Consistency.Params.model_validate(component.params or {})
+            return {"think_tag": params.think_tag, "answer_tag": params.answer_tag or "answer",
+                    "phrase": CONCLUSION_PHRASES[params.compare]}  # fmt: skip
     return None
 
 
@@ -129,8 +130,7 @@ def open_scorer(spec_or_scorer: Any) -> tuple[Any, bool]:
     """
     owned = False
     scorer = spec_or_scorer
-    is_spec = isinstance(scorer, (str, Path, Mapping, Spec)) or not callable(getattr(scorer, "score", None))
-    if is_spec and not isinstance(scorer, Scorer | ConclusionStatingScorer):
+    if isinstance(scorer, (str, Path, Mapping, Spec)) or not callable(getattr(scorer, "score", None)):
         scorer, owned = Scorer(scorer), True
     if isinstance(scorer, Scorer):
         style = conclusion_style(scorer.spec)

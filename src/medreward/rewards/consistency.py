@@ -196,8 +196,9 @@ class Consistency(RewardComponent):
         vocab = self._vocab
         assert vocab is not None
         found = find_mentions(tail, vocabulary=vocab, drugs=False)
+        final_start = _last_sentence_start(found.text)
         if _names_none(_last_sentence(tail), vocab) and not any(
-            m.span[0] >= _last_sentence_start(found.text) and not m.negated for m in found.mentions
+            m.span[0] >= final_start and not m.negated for m in found.mentions
         ):
             concluded: list[str] = []  # "… so the answer is none"
         elif not found.mentions:
