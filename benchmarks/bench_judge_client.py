@@ -5,7 +5,8 @@ connection (unlimited parallelism), and answers every chat completion after ``--
 Measured in one run:
 
 - medreward's ``OpenAIBackend`` at ``--concurrency`` (default 64) over ``--requests`` requests:
-  requests/s and the fraction of the ideal ``concurrency / delay``;
+  requests/s, the fraction of the ideal ``concurrency / delay``, and the client's CPU time per
+  request (this process's CPU time over the run: what the client takes from a trainer it runs in);
 - a sequential loop with the official ``openai`` client (or, if it is not installed, a sequential
   ``httpx`` loop — the table says which) over the first ``--sequential-requests`` of the same requests
   (a sequential loop over all of them would take ``requests × delay``).
@@ -52,23 +53,27 @@ def make_requests(n: int) -> list[ChatRequest]:
     ]
 
 
-def run_medreward(url: str, requests: list[ChatRequest], concurrency: int) -> float:
+def run_medreward(url: str, requests: list[ChatRequest], concurrency: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) for all ``requests``."""
     config = BackendConfig(kind="openai", model="fake-judge", base_url=url, max_concurrency=concurrency, timeout_s=30)
     backend = OpenAIBackend("bench", config)
     try:
         backend.complete(requests[:concurrency])  # warm: loop thread, connection pool
+        cpu = time.process_time()
         started = time.perf_counter()
         results = backend.complete(requests)
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
     finally:
         backend.close()
     failed = sum(not isinstance(r, ChatResponse) for r in results)
     if failed:
         raise RuntimeError(f"{failed} requests failed")
-    return elapsed
+    return elapsed, cpu
 
 
-def run_sequential(url: str, requests: list[ChatRequest]) -> tuple[str, float]:
+def run_sequential(url: str, requests: list[ChatRequest]) -> tuple[str, float, float]:
+    """(label, wall seconds, CPU seconds of this process) for ``requests`` one after another."""
     try:
         import openai
     except ImportError:
@@ -91,10 +96,11 @@ def run_sequential(url: str, requests: list[ChatRequest]) -> tuple[str, float]:
             http.post(url + "/chat/completions", json={"model": "fake-judge", "messages": [dict(m) for m in r.messages]}).raise_for_status()
 
     call(requests[0])  # warm
+    cpu = time.process_time()
     started = time.perf_counter()
     for r in requests:
         call(r)
-    return label, time.perf_counter() - started
+    return label, time.perf_counter() - started, time.process_time() - cpu
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -107,8 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     proc, url = start_server(args.delay)
     try:
         requests = make_requests(args.requests)
-        elapsed = run_medreward(url, requests, args.concurrency)
-        label, seq_elapsed = run_sequential(url, requests[: args.sequential_requests])
+        elapsed, cpu = run_medreward(url, requests, args.concurrency)
+        label, seq_elapsed, seq_cpu = run_sequential(url, requests[: args.sequential_requests])
     finally:
         proc.kill()
         proc.wait()
@@ -116,9 +122,11 @@ def main(argv: list[str] | None = None) -> None:
     ours = args.requests / elapsed
     seq = args.sequential_requests / seq_elapsed
     rows = [
-        ("client", "requests", "wall s", "req/s", "of ideal", "speed-up"),
-        (f"medreward OpenAIBackend, concurrency {args.concurrency}", str(args.requests), f"{elapsed:.2f}", f"{ours:.1f}", f"{ours / ideal:.1%}", f"{ours / seq:.1f}x"),
-        (label, str(args.sequential_requests), f"{seq_elapsed:.2f}", f"{seq:.2f}", f"{seq / ideal:.1%}", "1.0x"),
+        ("client", "requests", "wall s", "req/s", "of ideal", "speed-up", "CPU ms/request"),
+        (f"medreward OpenAIBackend, concurrency {args.concurrency}", str(args.requests), f"{elapsed:.2f}", f"{ours:.1f}",
+         f"{ours / ideal:.1%}", f"{ours / seq:.1f}x", f"{1000 * cpu / args.requests:.2f}"),
+        (label, str(args.sequential_requests), f"{seq_elapsed:.2f}", f"{seq:.2f}", f"{seq / ideal:.1%}", "1.0x",
+         f"{1000 * seq_cpu / args.sequential_requests:.2f}"),
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     print(f"fake server delay {args.delay:g} s, ideal at concurrency {args.concurrency}: {ideal:.0f} req/s")

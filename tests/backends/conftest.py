@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fake_openai_server import FakeOpenAIServer, free_port  # noqa: E402
 from llama_server import llama_server  # noqa: E402,F401 - the real llama.cpp server (tests/support)
 
-pytest.importorskip("httpx")
+pytest.importorskip("aiohttp")
 
 
 @pytest.fixture

@@ -261,6 +261,18 @@ def test_a_server_that_takes_only_the_json_object_form_gets_the_schema_that_way(
     assert fake_server.requests == before + 1 and fake_server.bodies[-1]["response_format"]["type"] == "json_object"
 
 
+def test_requests_queued_behind_a_refusal_do_not_repeat_it(fake_server: FakeOpenAIServer, make_backend: Any) -> None:
+    """A batch larger than max_concurrency: the requests waiting for a slot are built when they get
+    one, so only those already in flight when the server refused json_schema send it."""
+    fake_server.reject = {"json_schema"}
+    backend = make_backend(fake_server.url, max_concurrency=2)
+    schema = {"type": "object", "properties": {"met": {"type": "boolean"}}}
+    results = backend.complete([req(f"q{i}", response_schema=schema) for i in range(12)])
+    assert all(isinstance(r, ChatResponse) for r in results)
+    refused = sum(b["response_format"]["type"] == "json_schema" for b in fake_server.bodies)
+    assert refused <= 2 and fake_server.requests == 12 + refused
+
+
 def test_a_400_for_another_reason_is_an_http_failure_and_features_stay_on(fake_server: FakeOpenAIServer, make_backend: Any) -> None:
     backend = make_backend(fake_server.url)
     [r] = backend.complete([req("@echo_headers", response_schema={"type": "object"})])
@@ -328,3 +340,76 @@ def test_missing_base_url_is_a_spec_error() -> None:
 
     with pytest.raises(SpecError, match="needs base_url"):
         OpenAIBackend("judge", BackendConfig(kind="openai", model="m"))
+
+
+def test_requests_go_through_the_environment_proxy_unless_no_proxy_names_the_host(
+    fake_server: FakeOpenAIServer, down_url: str, make_backend: Any, monkeypatch: Any
+) -> None:
+    # nothing listens at down_url: only a request sent to the proxy (the fake server, which answers
+    # any path) can succeed
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{fake_server.port}")
+    monkeypatch.delenv("http_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    [via_proxy] = make_backend(down_url, max_retries=0).complete([req("proxied")])
+    assert isinstance(via_proxy, ChatResponse) and via_proxy.text == "echo: proxied"
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    [direct] = make_backend(down_url, max_retries=0).complete([req("direct")])
+    assert isinstance(direct, BackendFailure) and "connection refused" in direct.message
+
+
+def _medreward_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("medreward-")}
+
+
+def test_close_and_collection_stop_the_loop_thread_without_unclosed_session_warnings(
+    fake_server: FakeOpenAIServer, caplog: Any, recwarn: Any
+) -> None:
+    import gc
+
+    from medreward.backends.openai import OpenAIBackend
+
+    before = _medreward_threads()
+    config = BackendConfig(kind="openai", model="fake-judge", base_url=fake_server.url)
+    closed = OpenAIBackend("closed", config)
+    assert closed.complete([req("a")])[0].text == "echo: a"
+    closed.close()
+    closed.close()  # twice is fine
+    assert closed.complete([req("b")])[0].text == "echo: b"  # and it restarts when used again
+    closed.close()
+    dropped = OpenAIBackend("dropped", config)
+    assert dropped.complete([req("c")])[0].text == "echo: c"
+    del dropped
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while _medreward_threads() - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _medreward_threads() - before, "a backend's loop thread outlived it"
+    assert "Unclosed" not in caplog.text
+    assert not [w for w in recwarn if "Unclosed" in str(w.message)]
+
+
+def test_a_forked_child_makes_its_own_connections_and_leaves_the_parents_alone(
+    fake_server: FakeOpenAIServer, make_backend: Any
+) -> None:
+    import multiprocessing
+
+    backend = make_backend(fake_server.url)
+    assert backend.complete([req("parent")])[0].text == "echo: parent"
+    _FORKED["backend"] = backend  # inherited by the fork, not pickled (a pickle rebuilds the backend)
+    try:
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            assert pool.apply(_complete_in_forked_child) == "echo: child"
+    finally:
+        _FORKED.clear()
+    assert backend.complete([req("parent again")])[0].text == "echo: parent again"
+
+
+_FORKED: dict[str, Any] = {}
+
+
+def _complete_in_forked_child() -> str:
+    backend = _FORKED["backend"]
+    text = backend.complete([req("child")])[0].text
+    backend.close()  # closes the child's own loop and session only
+    return text

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from cli_runner import run_all
 
-pytest.importorskip("httpx")
+pytest.importorskip("aiohttp")
 sys.path.insert(0, str(Path(__file__).parents[1] / "backends"))
 from fake_openai_server import FakeOpenAIServer  # noqa: E402
 

@@ -21,7 +21,7 @@ from llama_server import LlamaServer
 pytestmark = pytest.mark.slow
 
 if os.environ.get("CI", "").lower() != "true":
-    pytest.importorskip("httpx")
+    pytest.importorskip("aiohttp")
 
 #: nothing listens on the discard port: every path below must reach the server through an override
 SPEC = """

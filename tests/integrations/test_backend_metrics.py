@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("httpx")
+pytest.importorskip("aiohttp")
 sys.path.insert(0, str(Path(__file__).parents[1] / "backends"))
 from fake_openai_server import FakeOpenAIServer  # noqa: E402
 

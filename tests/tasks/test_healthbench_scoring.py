@@ -188,7 +188,7 @@ def test_the_task_name_routes_to_the_preset():
 
 @pytest.fixture
 def judge_server():
-    pytest.importorskip("httpx")
+    pytest.importorskip("aiohttp")
     with KeywordJudgeServer() as server:
         yield server
 

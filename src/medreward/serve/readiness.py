@@ -56,10 +56,11 @@ class Readiness:
             if url is None:
                 states[key] = "local"
         if probes:
-            import httpx  # the judge extra: a spec with an openai backend needs it anyway
+            import aiohttp  # the judge extra: a spec with an openai backend needs it anyway
 
-            async with httpx.AsyncClient(timeout=self.timeout, trust_env=False) as client:
-                results = await asyncio.gather(*(self._probe(client, endpoints[k][0], u) for k, u in probes.items()))
+            timeout = aiohttp.ClientTimeout(total=self.timeout)
+            async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session:
+                results = await asyncio.gather(*(self._probe(session, endpoints[k][0], u) for k, u in probes.items()))
             states.update(zip(probes, results))
         return {
             "ready": all(s in ("ok", "local") for s in states.values()),
@@ -68,11 +69,12 @@ class Readiness:
         }
 
     @staticmethod
-    async def _probe(client: Any, config: BackendConfig, url: str) -> str:
+    async def _probe(session: Any, config: BackendConfig, url: str) -> str:
         key = config.api_key()
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         try:
-            response = await client.get(url, headers=headers)
+            async with session.get(url, headers=headers) as response:
+                status = response.status
         except Exception as exc:  # noqa: BLE001 - any failure to connect means unreachable
             return f"unreachable: {type(exc).__name__}"
-        return f"unreachable: HTTP {response.status_code}" if response.status_code in (502, 503, 504) else "ok"
+        return f"unreachable: HTTP {status}" if status in (502, 503, 504) else "ok"
