@@ -118,3 +118,26 @@ def test_component_errors_leave_no_garbage_cycles(time_limit):
         if was_enabled:
             gc.enable()
     assert unreachable < 50  # 200 kept tracebacks would leave well over 600 objects in cycles
+
+
+def test_components_share_one_hand_off_to_the_time_limit_worker_per_group(monkeypatch):
+    """Under a time limit, the per-sample components run in one hand-off to the worker thread and
+    the batch components in another, not one each: a hand-off costs tens of µs of CPU, which for a
+    reward server's 16-rollout requests was as much as the scoring. Limits and results stay per
+    component and sample."""
+    from medreward.runner import watchdog
+
+    submitted = []
+    original = watchdog.DaemonWorker.submit
+    monkeypatch.setattr(watchdog.DaemonWorker, "submit", lambda self, fn: submitted.append(fn) or original(self, fn))
+    batch_only = Scorer("toxicology", time_limit=5.0)  # format.tags and multilabel: two batch components
+    batch_only.score([{"completion": GOOD, "reference": {"substances": ["opioids"]}}] * 16)
+    assert len(submitted) == 1
+    submitted.clear()
+    mixed = Scorer(spec("faulty_components:Raises", "faulty_components:Slow"), time_limit=5.0)
+    out = mixed.score(records(GOOD, GOOD + " boom", GOOD))
+    assert len(submitted) == 2  # format's batch (under the batch limit), then raises and slow together
+    assert [r.status for r in out] == [Status.OK, Status.ERROR, Status.OK]
+    assert out[1].components == {"format": 1.0, "raises": None, "slow": 1.0}
+    assert mixed.stats.components["slow"].seconds >= 3 * 0.002  # each component's own time, measured on the worker
+    assert mixed.stats.components["raises"].seconds < mixed.stats.components["slow"].seconds
