@@ -179,8 +179,7 @@ class OpenAIBackend(CachingBackend):
             runtime = self._runtime
             if runtime is not None and runtime.pid != os.getpid():  # forked: the parent's loop thread is not here
                 if self._finalizer is not None:
-                    self._finalizer.detach()
-                _INHERITED.append(runtime)
+                    self._finalizer()  # shutdown() in a child keeps the parent's runtime aside, untouched
                 runtime = None
             if runtime is None:
                 runtime = _Runtime(self.name, self.config)
@@ -618,8 +617,7 @@ class _Runtime:
 
     def transport(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
         """The session and the semaphore, created on first use on the loop thread (where aiohttp
-        needs them). A slot is taken before a request is sent, so at most ``max_concurrency``
-        requests are in flight and the connection pool never queues."""
+        needs them). A request holds a slot while it is sent, so the pool never queues."""
         if self.session is None or self.slots is None:
             n = self.config.max_concurrency
             self.session = aiohttp.ClientSession(

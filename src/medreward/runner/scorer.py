@@ -139,6 +139,8 @@ class Scorer:
             raise ValueError(f"isolation must be 'thread' or 'process', got {isolation!r}")
         self.spec = load_spec(spec if not isinstance(spec, Mapping) else dict(spec))
         self.components: list[RewardComponent] = self.spec.build()
+        # components that score one sample at a time (no score_batch of their own), by index
+        self._per_sample = [c for c, comp in enumerate(self.components) if type(comp).score_batch is RewardComponent.score_batch]
         self.time_limit = time_limit
         self.batch_time_limit = batch_time_limit
         self.workers = workers
@@ -394,27 +396,30 @@ class Scorer:
         re-run one sample at a time to find the culprits."""
         if self.time_limit is None or self._deadline is not None:
             return {}
-        per_sample = [c for c, comp in enumerate(self.components) if type(comp).score_batch is RewardComponent.score_batch]
+        per_sample = self._per_sample
         batched = [c for c in range(len(self.components)) if c not in per_sample] if self.batch_time_limit else []
         out: dict[int, list[Any]] = {}
         if len(per_sample) >= 2:
             n = len(rollouts)
             calls = [(self.components[c].score_one, r) for c in per_sample for r in rollouts]
-            raw = self._timed_hand_off(calls, [self.components[c] for c in per_sample for _ in rollouts], self.time_limit)
+            raw = self._timed_hand_off(calls, per_sample, n, self.time_limit)
             out.update((c, raw[j * n : (j + 1) * n]) for j, c in enumerate(per_sample))
         if len(batched) >= 2:
-            components = [self.components[c] for c in batched]
             assert self.batch_time_limit is not None
-            wholes = self._timed_hand_off([(comp.score_batch, rollouts) for comp in components], components, self.batch_time_limit)
-            for c, component, whole in zip(batched, components, wholes):
+            calls = [(self.components[c].score_batch, rollouts) for c in batched]
+            wholes = self._timed_hand_off(calls, batched, 1, self.batch_time_limit)
+            for c, whole in zip(batched, wholes):
                 ok = isinstance(whole, list) and len(whole) == len(rollouts)
-                out[c] = whole if ok else self._one_at_a_time(component, rollouts)
+                out[c] = whole if ok else self._one_at_a_time(self.components[c], rollouts)
         return out
 
-    def _timed_hand_off(self, calls: list[tuple[Callable[[Any], Any], Any]], owners: list[RewardComponent], limit: float) -> list[Any]:
+    def _timed_hand_off(
+        self, calls: list[tuple[Callable[[Any], Any], Any]], owners: list[int], per_owner: int, limit: float
+    ) -> list[Any]:
         """``fn(arg)`` for each call, on the time-limit worker in one hand-off, ``limit`` seconds
-        each (a value, the exception raised, or TIMED_OUT); the time each takes is added to the
-        stats of its owner (a timed-out call counts the whole limit)."""
+        each (a value, the exception raised, or TIMED_OUT). The calls come in runs of
+        ``per_owner``, one run per component index in ``owners``; each run's time is added to
+        that component's stats (a timed-out call counts the whole limit)."""
         if self._worker is None:
             self._worker = [DaemonWorker()]
         seconds = [0.0] * len(calls)
@@ -430,9 +435,10 @@ class Scorer:
 
         result = run_with_deadline(range(len(calls)), one, limit, self._worker)
         self.stats.abandoned_threads += result.abandoned_threads
-        for k, owner in enumerate(owners):
-            spent = limit if result.results[k] is TIMED_OUT else seconds[k]
-            self.stats.components[owner.name].seconds += spent
+        for j, c in enumerate(owners):
+            run = range(j * per_owner, (j + 1) * per_owner)
+            spent = sum(limit if result.results[k] is TIMED_OUT else seconds[k] for k in run)
+            self.stats.components[self.components[c].name].seconds += spent
         return result.results
 
     def _one_at_a_time(self, component: RewardComponent, rollouts: list[Rollout]) -> list[Any]:
@@ -447,7 +453,7 @@ class Scorer:
         """Raw results of component ``c`` on the batch (a value, an exception or TIMED_OUT each)."""
         if self._deadline is not None:
             return self._run_armed(c, component, rollouts, self._deadline)
-        per_sample = type(component).score_batch is RewardComponent.score_batch
+        per_sample = c in self._per_sample
         if self.time_limit is None:
             return self._run_unlimited(component, rollouts, per_sample)
         if self._worker is None:
@@ -491,7 +497,7 @@ class Scorer:
         task = self._task
         where = self._where
         assert task is not None and where is not None
-        per_sample = type(component).score_batch is RewardComponent.score_batch
+        per_sample = c in self._per_sample
         if not per_sample and c not in task.per_sample:
             if self.batch_time_limit is not None:
                 deadline.arm(self.batch_time_limit, -1, c)
