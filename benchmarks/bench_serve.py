@@ -8,6 +8,7 @@ that it takes as little of the machine's CPU from the server as possible; it run
 the server in another. Every response is checked: status 200 and one record per rollout.
 
     python benchmarks/bench_serve.py [--seconds 10] [--clients 1,16,64] [--batch 16] [--workers 1] [--threads 8] [--no-echo]
+        [--time-limit 10] [--no-coalesce]
 """
 
 from __future__ import annotations
@@ -162,12 +163,14 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=4096, help="distinct rollouts cycled through")
     parser.add_argument("--no-echo", action="store_true", help="POST /v1/score?echo=false (ids and scores only)")
     parser.add_argument("--time-limit", default="10", help="the server's --time-limit ('inf': no watchdog thread)")
+    parser.add_argument("--no-coalesce", action="store_true", help="the server scores each request in its own call")
     args = parser.parse_args()
     rollouts = make_rollouts(args.n)
     requests = encode_requests(rollouts, args.batch, echo=not args.no_echo)
     base = in_process(rollouts, args.batch, min(args.seconds, 5.0))
     port = free_port()
-    server = start_server(port, args.workers, args.threads, ["--time-limit", args.time_limit])
+    server = start_server(port, args.workers, args.threads,
+                          ["--time-limit", args.time_limit, *(["--no-coalesce"] if args.no_coalesce else [])])
     try:
         levels = [asyncio.run(run_level(port, server.pid, requests, args.batch, int(c), args.seconds))
                   for c in args.clients.split(",")]  # fmt: skip
@@ -178,7 +181,7 @@ def main() -> None:
     whole = (base["whole"] + after["whole"]) / 2
     whole_cpu = (base["whole_cpu_us"] + after["whole_cpu_us"]) / 2
     table = Table(title=f"medreward serve, toxicology, {args.batch} rollouts/request, workers={args.workers}, threads={args.threads}"
-                  + (", echo=false" if args.no_echo else ""))
+                  + (", echo=false" if args.no_echo else "") + (", no coalescing" if args.no_coalesce else ""))
     for column in ("clients", "requests", "rollouts/s", "p50 ms", "p99 ms", "errors", "vs in-process", "server CPU µs/rollout",
                    "CPU efficiency"):  # fmt: skip
         table.add_column(column, justify="right")

@@ -139,8 +139,14 @@ def test_a_lone_surrogate_escape_is_valid_json_and_scored(client):
 
 def test_unknown_paths_and_methods_are_json_errors_and_there_are_no_docs(client):
     for path in ("/docs", "/openapi.json", "/redoc", "/etc/passwd", "/v1/score/tox/extra"):
-        assert_clean_error(client.get(path), 404 if path != "/v1/score/tox/extra" else 404, "not_found")
-    assert_clean_error(client.get("/v1/score"), 405, "method_not_allowed")
+        assert_clean_error(client.get(path), 404, "not_found")
+    for path in ("/v1/score/tox/extra", "/v1/score/", "/get_reward/mcq/x", "/v1/scores"):
+        assert_clean_error(client.post(path, json=[TOX]), 404, "not_found")
+    assert_clean_error(client.post("/v1/score/nope", json=[TOX]), 404, "unknown_route")
+    for method, path in (("GET", "/v1/score"), ("PUT", "/get_reward"), ("DELETE", "/v1/evaluate/tox")):
+        response = client.request(method, path)
+        assert_clean_error(response, 405, "method_not_allowed")
+        assert response.headers["allow"] == "POST"
 
 
 def test_cors_is_off(client):
@@ -158,6 +164,8 @@ def test_echo_false_returns_ids_and_scores_only(client):
     assert lean[0] == {"id": "t1", **{k: full[0][k] for k in keys}}
     assert lean[1] == {k: full[1][k] for k in keys}
     assert client.post("/v1/score/mcq?echo=false", json=[MCQ]).json()["records"][0]["id"] == "m1"
+    assert client.post("/v1/score?echo=0", json=[TOX, MCQ]).json()["records"] == lean[:1] + [{"id": "m1", **lean[1]}]
+    assert client.post("/v1/score?echo=yes&other=1", json=[TOX]).json()["records"] == full[:1]
     assert_clean_error(client.post("/v1/score?echo=maybe", json=[TOX]), 422, "bad_parameter")
 
 

@@ -13,7 +13,8 @@ from serve_support import KEY, SUPPORT, free_port, require
 
 require("fastapi")
 
-from medreward.serve.app import _score_groups  # noqa: E402
+from medreward.serve.app import _score_work, _trim  # noqa: E402
+from medreward.serve.coalesce import run_batch  # noqa: E402
 from medreward.serve.config import API_KEY_ENV, CONFIG_ENV, ServeConfig  # noqa: E402
 from medreward.serve.routing import Router  # noqa: E402
 
@@ -43,7 +44,7 @@ def test_a_long_running_server_keeps_no_per_sample_state(tmp_path, monkeypatch):
         shared = route.scorer
         shared.score(records[:2])  # what the in-process adapters do: the totals keep each call's latency
         assert len(shared.total.backends["judge"].latencies) == 2
-        response = _score_groups([(route, [0, 1], records[2:])], 2)
+        [response] = run_batch([lambda: _score_work(router, route, 16, True, json.dumps(records[2:]).encode())], _trim)
     assert [r["reward"] for r in json.loads(response.body)["records"]] == [1.0, 1.0]
     assert shared.total.backends["judge"].latencies == []  # dropped after each request
     assert shared.total.backends["judge"].calls == 4 and shared.total.statuses["ok"] == 4  # what /metrics reads stays

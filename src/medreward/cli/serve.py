@@ -43,6 +43,8 @@ def serve_command(
     body_timeout: float = typer.Option(30.0, "--body-timeout", min=0.1, help="Seconds a client may take to send a body (408 beyond)."),
     graceful_timeout: float = typer.Option(30.0, "--graceful-timeout", min=0.0, help="On SIGTERM/Ctrl-C, seconds to let in-flight requests finish."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request (uvicorn's access log)."),
+    coalesce: bool = typer.Option(True, "--coalesce/--no-coalesce",
+                                  help="Score the requests that queue while every scoring thread is busy together, one call per spec."),
 ) -> None:
     """Serve specs over HTTP: /v1/score, /v1/evaluate, OpenRLHF's /get_reward, /healthz, /readyz, /metrics (docs/serving.md)."""
     missing = [p for p in _SERVE_PACKAGES if importlib.util.find_spec(p) is None]
@@ -67,7 +69,7 @@ def serve_command(
         specs[name] = source
     config = ServeConfig(
         specs=specs, api_key=key, max_body_bytes=int(max_body_mb * 2**20), max_rollouts=max_rollouts,
-        time_limit=time_limit, threads=threads, body_timeout=body_timeout,
+        time_limit=time_limit, threads=threads, body_timeout=body_timeout, coalesce=coalesce,
     )  # fmt: skip
     auth = "off (loopback only)" if key is None else ("on (key from --api-key-file)" if api_key_file else f"on (key from ${API_KEY_ENV})")
     err.print(f"medreward serve: http://{host}:{port}  specs: {', '.join(f'{n}={s}' for n, s in specs.items())}  auth: {auth}",

@@ -54,7 +54,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import re2
 
@@ -70,6 +70,8 @@ from medreward.integrations.results import (
     warn_failures,
 )
 from medreward.integrations.scorers import SharedScorer, get_scorer
+from medreward.records import ScoredRecord
+from medreward.runner.stats import RunStats
 from medreward.text import clean_surrogates
 
 __all__ = [
@@ -79,6 +81,7 @@ __all__ = [
     "OpenRLHFReward",
     "PayloadError",
     "ResponseSplitError",
+    "RewardPlan",
     "handle_get_reward",
     "make_reward_func",
     "reward_func",
@@ -120,6 +123,16 @@ END_TOKENS: tuple[str, ...] = (
 
 class PayloadError(ValueError):
     """A ``/get_reward`` request body that does not follow OpenRLHF's schema (HTTP 400/422)."""
+
+
+class RewardPlan(NamedTuple):
+    """A batch of :meth:`OpenRLHFReward.plan`: ``size`` samples, grouped by scorer as
+    ``(scorer, positions, items)`` (an item is a record, or the error a malformed sample is).
+    A NamedTuple, not a dataclass: OpenRLHF executes this file without registering it as a
+    module, where a dataclass cannot resolve its annotations."""
+
+    size: int
+    groups: list[tuple[SharedScorer, list[int], list[Any]]]
 
 
 class ResponseSplitError(ValueError):
@@ -297,6 +310,14 @@ class OpenRLHFReward:
     def score_lists(self, queries: Sequence[str], prompts: Sequence[str] | None = None,
                     labels: Sequence[Any] | None = None) -> dict[str, Any]:
         """The result as plain lists of floats (the HTTP response body)."""
+        plan = self.plan(queries, prompts, labels)
+        return self.result(plan, [(*scorer.score(items), len(items)) for scorer, _, items in plan.groups])
+
+    def plan(self, queries: Sequence[str], prompts: Sequence[str] | None = None,
+             labels: Sequence[Any] | None = None) -> RewardPlan:
+        """What a batch asks to score: its samples grouped by the scorer of each (a malformed
+        sample is an error record in its group). Raises :class:`PayloadError` for lists that do
+        not line up."""
         queries = to_builtin(queries)
         if isinstance(queries, str) or not isinstance(queries, list):
             raise PayloadError(f"queries must be a list of strings, got {type(queries).__name__}")
@@ -315,11 +336,17 @@ class OpenRLHFReward:
             _, where, items = groups.setdefault(id(scorer), (scorer, [], []))
             where.append(i)
             items.append(item)
-        flats: list[dict[str, float]] = [{}] * n
-        for scorer, where, items in groups.values():
-            records, stats = scorer.score(items)
+        return RewardPlan(n, list(groups.values()))
+
+    def result(self, plan: RewardPlan, scored: Sequence[tuple[list[ScoredRecord], RunStats, int]]) -> dict[str, Any]:
+        """The result of ``plan`` from each group's ``(records, stats, size)``: its scored records
+        in order, and the statistics of the scorer call they came from, which scored ``size``
+        samples (more than the group's when a server scored several requests in one call: the
+        ``backend/*`` logs are then that call's cost per sample)."""
+        flats: list[dict[str, float]] = [{}] * plan.size
+        for (scorer, where, _), (records, stats, size) in zip(plan.groups, scored, strict=True):
             warn_failures(f"openrlhf/{scorer.spec.name}", records, every=_WARN_EVERY)
-            shares = backend_shares(stats, len(where))
+            shares = backend_shares(stats, size)
             cost = {k: shares.get(k, 0.0) for k in self.backend_keys}
             for i, record in zip(where, records, strict=True):
                 flats[i] = {**flat_scores(record, self.component_keys, failed_score=self.failed_reward), **cost}

@@ -22,18 +22,18 @@ no interactive documentation page.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import gc
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -42,9 +42,10 @@ from ..integrations.openrlhf import OpenRLHFReward, PayloadError
 from ..integrations.scorers import SharedScorer
 from ..records import ScoredRecord
 from .auth import authorized
+from .coalesce import Coalescer, Scored, Work
 from .config import ServeConfig
 from .limits import BodyLimit, Receive, Scope, Send
-from .metrics import RequestMetrics, ScorerCollector, new_registry
+from .metrics import RequestMetrics, ScorerCollector, coalescing_histogram, new_registry
 from .readiness import Readiness
 from .responses import ApiError, api_error_response, error_body, json_response
 from .routing import Route, Router
@@ -76,30 +77,17 @@ def create_app(config: ServeConfig) -> Any:
 
     api = FastAPI(title="medreward", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
 
-    async def off_loop(fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
-
     @api.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> Response:
         return api_error_response(exc)
 
     @api.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        message = {404: "no such endpoint", 405: "method not allowed"}.get(exc.status_code, "request refused")
-        return Response(error_body(code, message), status_code=exc.status_code, media_type="application/json")
-
-    @api.exception_handler(RequestValidationError)
-    async def _bad_parameter(_: Request, exc: RequestValidationError) -> Response:
-        where = ", ".join(".".join(str(p) for p in e.get("loc", ())) for e in exc.errors()[:5])
-        return Response(error_body("bad_parameter", f"invalid request parameter: {where}"), status_code=422,
-                        media_type="application/json")  # fmt: skip
+        return _http_error_response(exc.status_code)
 
     @api.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-        return Response(error_body("internal", "internal error (see the server log)"), status_code=500,
-                        media_type="application/json")  # fmt: skip
+        return _unexpected_response(request.method, request.url.path, exc)
 
     @api.get("/healthz")
     async def healthz() -> Response:
@@ -114,36 +102,28 @@ def create_app(config: ServeConfig) -> Any:
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    # The handlers only take the body off the connection: parsing, scoring and serialising run on
-    # a scoring thread, so the event loop stays free for other connections and health probes.
-    @api.post("/v1/score")
-    async def score(request: Request, echo: bool = True) -> Response:
-        return await off_loop(_score_body, router, None, await request.body(), config.max_rollouts, echo)
+    # The scoring handlers only take the body off the connection: parsing, scoring and serialising
+    # run on a scoring thread, so the event loop stays free for other connections and health
+    # probes; the requests that queue meanwhile are scored together (medreward.serve.coalesce).
+    coalescer = Coalescer(executor, slots=config.threads, max_bytes=config.max_body_bytes, trim=_trim,
+                          enabled=config.coalesce, on_group=coalescing_histogram(registry).observe)  # fmt: skip
+    limit = config.max_rollouts
 
-    @api.post("/v1/score/{name}")
-    async def score_route(name: str, request: Request, echo: bool = True) -> Response:
-        route = router.route(name)
-        return await off_loop(_score_body, router, route, await request.body(), config.max_rollouts, echo)
+    async def score(name: str | None, query: dict[str, str], body: bytes) -> Response:
+        route = None if name is None else router.route(name)
+        echo = _flag(query, "echo", default=True)
+        return await coalescer.run(functools.partial(_score_work, router, route, limit, echo, body), len(body))
 
-    @api.post("/v1/evaluate")
-    async def evaluate(request: Request) -> Response:
-        return await off_loop(_evaluate_body, router, None, await request.body(), config.max_rollouts)
+    async def evaluate(name: str | None, query: dict[str, str], body: bytes) -> Response:
+        route = None if name is None else router.route(name)
+        return await coalescer.run(functools.partial(_evaluate_work, router, route, limit, body), len(body))
 
-    @api.post("/v1/evaluate/{name}")
-    async def evaluate_route(name: str, request: Request) -> Response:
-        route = router.route(name)
-        return await off_loop(_evaluate_body, router, route, await request.body(), config.max_rollouts)
+    async def get_reward(name: str | None, query: dict[str, str], body: bytes) -> Response:
+        reward = router.openrlhf if name is None else router.openrlhf_by_route[router.route(name).name]
+        return await coalescer.run(functools.partial(_reward_work, reward, limit, body), len(body))
 
-    @api.post("/get_reward")
-    async def get_reward(request: Request) -> Response:
-        return await off_loop(_get_reward, router.openrlhf, await request.body(), config.max_rollouts, router)
-
-    @api.post("/get_reward/{name}")
-    async def get_reward_route(name: str, request: Request) -> Response:
-        router.route(name)
-        return await off_loop(_get_reward, router.openrlhf_by_route[name], await request.body(), config.max_rollouts, router)
-
-    app: Any = BodyLimit(api, max_bytes=config.max_body_bytes, timeout=config.body_timeout)
+    scoring = ScoringPaths(api, {"/v1/score": score, "/v1/evaluate": evaluate, "/get_reward": get_reward})
+    app: Any = BodyLimit(scoring, max_bytes=config.max_body_bytes, timeout=config.body_timeout)
     if config.api_key is not None:
         app = KeyRequired(app, config.api_key)
     app = RequestMetrics(app, registry)
@@ -173,6 +153,80 @@ class KeyRequired:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+Handler = Callable[[str | None, dict[str, str], bytes], Awaitable[Response]]
+
+
+class ScoringPaths:
+    """ASGI: the scoring endpoints, ``POST {path}`` and ``POST {path}/{name}`` for each path of
+    ``handlers``, answered here; every other request goes to ``app`` (FastAPI).
+
+    FastAPI's routing, dependency and middleware layers cost as much CPU per request as scoring
+    16 rollouts, and the scoring endpoints need none of them: a handler gets the route name (or
+    ``None``), the query parameters and the body, and returns the response.
+    """
+
+    def __init__(self, app: Any, handlers: dict[str, Handler]) -> None:
+        self.app = app
+        self.handlers = handlers
+
+    def _match(self, path: str) -> tuple[Handler | None, str | None]:
+        for prefix, handler in self.handlers.items():
+            if path == prefix:
+                return handler, None
+            if path.startswith(prefix + "/"):
+                name = path[len(prefix) + 1:]
+                if name and "/" not in name:
+                    return handler, name
+        return None, None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler, name = self._match(scope["path"]) if scope["type"] == "http" else (None, None)
+        if handler is None:
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] != "POST":
+            response = _http_error_response(405, {"Allow": "POST"})
+        else:
+            try:
+                query = dict(parse_qsl(scope["query_string"].decode("latin-1")))
+                body = b""
+                while True:
+                    message = await receive()
+                    body += message.get("body", b"")
+                    if not message.get("more_body", False):
+                        break
+                response = await handler(name, query, body)
+            except ApiError as exc:
+                response = api_error_response(exc)
+            except Exception as exc:  # noqa: BLE001 - answered 500 and logged, like FastAPI's handler
+                response = _unexpected_response(scope["method"], scope["path"], exc)
+        await response(scope, receive, send)
+
+
+def _flag(query: dict[str, str], name: str, *, default: bool) -> bool:
+    """A true/false query parameter (``true/false``, ``1/0``, ``yes/no``, ``on/off``); 422 otherwise."""
+    value = query.get(name)
+    if value is None:
+        return default
+    lowered = value.lower()
+    if lowered in ("true", "1", "yes", "on", "t", "y"):
+        return True
+    if lowered in ("false", "0", "no", "off", "f", "n"):
+        return False
+    raise ApiError(422, "bad_parameter", f"invalid request parameter: query.{name} (true or false, got {value[:20]!r})")
+
+
+def _http_error_response(status: int, headers: dict[str, str] | None = None) -> Response:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
+    message = {404: "no such endpoint", 405: "method not allowed"}.get(status, "request refused")
+    return Response(error_body(code, message), status_code=status, media_type="application/json", headers=headers)
+
+
+def _unexpected_response(method: str, path: str, exc: BaseException) -> Response:
+    log.error("unexpected error on %s %s", method, path, exc_info=exc)
+    return Response(error_body("internal", "internal error (see the server log)"), status_code=500, media_type="application/json")
 
 
 def _loads(body: bytes) -> Any:
@@ -225,34 +279,37 @@ def _openrlhf_payload(body: bytes, limit: int) -> dict[str, Any]:
     return data
 
 
-def _score_body(router: Router, route: Route | None, body: bytes, limit: int, echo: bool) -> Response:
-    """``/v1/score``: parse, route (``route``, else by each record's task), score, serialise."""
+def _score_work(router: Router, route: Route | None, limit: int, echo: bool, body: bytes) -> Work:
+    """``/v1/score``: parse, route (``route``, else by each record's task); the response holds
+    each input record with its scores added, or (``echo=False``) only its ``id`` (when it has
+    one) and the scores, in input order."""
     records = _records(body, limit)
     groups = router.split(records) if route is None else [(route, list(range(len(records))), records)]
-    return _score_groups(groups, len(records), echo)
+
+    def finish(scored: list[Scored]) -> Response:
+        out: list[Any] = [None] * len(records)
+        for (_, where, _), piece in zip(groups, scored, strict=True):
+            for i, record in zip(where, piece.records, strict=True):
+                out[i] = record.to_dict() if echo else _scores_only(record)
+        return Response(_dumps({"records": out}), media_type="application/json")
+
+    return Work([(r.scorer, items) for r, _, items in groups], finish)
 
 
-def _score_groups(groups: list[tuple[Route, list[int], list[Any]]], n: int, echo: bool = True) -> Response:
-    """Score each route's records and serialise them in input order: each input record with the
-    scores added, or (``echo=False``) only its ``id`` (when it has one) and the scores."""
-    out: list[Any] = [None] * n
-    for route, where, items in groups:
-        shared = route.scorer
-        records, _ = shared.score(items)
-        _trim(shared)
-        for i, record in zip(where, records, strict=True):
-            out[i] = record.to_dict() if echo else _scores_only(record)
-    return Response(_dumps({"records": out}), media_type="application/json")
-
-
-def _evaluate_body(router: Router, route: Route | None, body: bytes, limit: int) -> Response:
+def _evaluate_work(router: Router, route: Route | None, limit: int, body: bytes) -> Work:
     """``/v1/evaluate``: reward-kit / eval-protocol ``EvaluateResult`` (see :mod:`.evaluate`)."""
-    from .evaluate import evaluate_requests
+    from .evaluate import evaluation_groups, to_evaluate_result
 
-    result = evaluate_requests(router, route, _loads(body), limit)
-    for shared in {id(r.scorer): r.scorer for r in router.routes.values()}.values():
-        _trim(shared)
-    return json_response(result)
+    single, groups = evaluation_groups(router, route, _loads(body), limit)
+
+    def finish(scored: list[Scored]) -> Response:
+        out: list[Any] = [None] * sum(len(where) for _, where, _ in groups)
+        for (_, where, _), piece in zip(groups, scored, strict=True):
+            for i, record in zip(where, piece.records, strict=True):
+                out[i] = to_evaluate_result(record)
+        return json_response(out[0] if single else out)
+
+    return Work([(shared, items) for shared, _, items in groups], finish)
 
 
 def _scores_only(record: ScoredRecord) -> dict[str, Any]:
@@ -261,16 +318,18 @@ def _scores_only(record: ScoredRecord) -> dict[str, Any]:
     return out
 
 
-def _get_reward(reward: OpenRLHFReward, body: bytes, limit: int, router: Router) -> Response:
+def _reward_work(reward: OpenRLHFReward, limit: int, body: bytes) -> Work:
+    """``/get_reward``: OpenRLHF's remote reward model protocol (:class:`OpenRLHFReward`)."""
     payload = _openrlhf_payload(body, limit)
     try:
-        result = reward.score_lists(payload["query"], payload.get("prompts"), payload.get("labels"))
+        plan = reward.plan(payload["query"], payload.get("prompts"), payload.get("labels"))
     except PayloadError as exc:
         raise ApiError(422, "bad_schema", str(exc)) from None
-    finally:
-        for route in router.routes.values():
-            _trim(route.scorer)
-    return json_response(result)
+
+    def finish(scored: list[Scored]) -> Response:
+        return json_response(reward.result(plan, [(s.records, s.stats, s.size) for s in scored]))
+
+    return Work([(scorer, items) for scorer, _, items in plan.groups], finish)
 
 
 def _trim(shared: SharedScorer) -> None:

@@ -31,6 +31,8 @@ class ServeConfig:
         time_limit: seconds one component may spend on one sample (the Scorer's limit: a hanging
             component gives ``timeout`` statuses).
         threads: scoring threads (scoring runs off the event loop, so health checks answer under load).
+        coalesce: score the requests that queue while every scoring thread is busy together, one
+            scorer call per spec (:mod:`medreward.serve.coalesce`); ``False``: one call per request.
         body_timeout: seconds a client may take to send its whole body (slow clients get 408).
     """
 
@@ -41,6 +43,7 @@ class ServeConfig:
     time_limit: float | None = 10.0
     threads: int = 8
     body_timeout: float = 30.0
+    coalesce: bool = True
 
     def to_env(self) -> str:
         """The JSON that :meth:`from_env` reads back, without the key."""

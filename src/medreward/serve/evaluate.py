@@ -15,13 +15,14 @@ from typing import Any
 
 from ..errors import RecordError
 from ..integrations.references import bad_input, coerce_reference
+from ..integrations.scorers import SharedScorer
 from ..integrations.reward_kit import _as_dict, _ground_truth, to_evaluate_result
 from ..records import message_text
 from ..text import TextTypeError
 from .responses import ApiError
 from .routing import Route, Router
 
-__all__ = ["evaluate_requests", "evaluation_item"]
+__all__ = ["evaluation_groups", "evaluation_item", "to_evaluate_result"]
 
 
 def evaluation_item(request: Any, reference_keys: tuple[str, ...]) -> Any:
@@ -49,8 +50,9 @@ def evaluation_item(request: Any, reference_keys: tuple[str, ...]) -> Any:
     return record
 
 
-def evaluate_requests(router: Router, route: Route | None, data: Any, limit: int) -> Any:
-    """The ``EvaluateResult`` of one request, or the list of them for a list of requests."""
+def evaluation_groups(router: Router, route: Route | None, data: Any, limit: int) -> tuple[bool, list[tuple[SharedScorer, list[int], list[Any]]]]:
+    """Whether ``data`` is one request (one ``EvaluateResult`` back) or a list, and its requests
+    as rollout records grouped by scorer: ``(scorer, positions, records)``."""
     single = isinstance(data, dict)
     requests = [data] if single else data
     if not isinstance(requests, list):
@@ -58,10 +60,8 @@ def evaluate_requests(router: Router, route: Route | None, data: Any, limit: int
     if len(requests) > limit:
         raise ApiError(413, "too_many_rollouts", f"{len(requests)} requests in one body; the limit is {limit}")
     groups = router.split(requests) if route is None else [(route, list(range(len(requests))), requests)]
-    out: list[Any] = [None] * len(requests)
+    out = []
     for group_route, where, items in groups:
         shared = group_route.scorer
-        records, _ = shared.score([evaluation_item(r, shared.reference_keys) for r in items])
-        for i, record in zip(where, records, strict=True):
-            out[i] = to_evaluate_result(record)
-    return out[0] if single else out
+        out.append((shared, where, [evaluation_item(r, shared.reference_keys) for r in items]))
+    return single, out

@@ -2,7 +2,9 @@
 
 Request-level metrics are recorded by :class:`RequestMetrics` (an ASGI middleware, so requests
 refused by the auth or body limits count too): ``medreward_requests_total{endpoint,code}`` and
-``medreward_request_seconds{endpoint}`` (a histogram). The scoring counters are read at scrape
+``medreward_request_seconds{endpoint}`` (a histogram). ``medreward_coalesced_requests`` is a
+histogram of how many requests each scoring call served together (:mod:`medreward.serve.coalesce`):
+its ``_count`` is the scoring calls, its ``_sum`` the requests. The scoring counters are read at scrape
 time from each route's shared scorer totals (:class:`ScorerCollector`), so the ``/v1/score`` and
 ``/get_reward`` paths are counted alike: rollouts and record statuses per spec, statuses per
 component, and for specs with model backends the backend calls, cache hits, failures and tokens.
@@ -24,8 +26,10 @@ from prometheus_client.registry import Collector
 from ..records import Status
 from .limits import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["ENDPOINTS", "RequestMetrics", "ScorerCollector", "endpoint_of", "new_registry"]
+__all__ = ["ENDPOINTS", "RequestMetrics", "ScorerCollector", "coalescing_histogram", "endpoint_of", "new_registry"]
 
+#: Requests per scoring call.
+_GROUP_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 #: Latency buckets in seconds: a scoring request takes milliseconds; a judge call, seconds.
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -123,6 +127,12 @@ _BACKEND_HELP = {
     "prompt_tokens": "Prompt tokens sent to the model backend, by route and backend.",
     "completion_tokens": "Completion tokens received from the model backend, by route and backend.",
 }
+
+
+def coalescing_histogram(registry: CollectorRegistry) -> Histogram:
+    """``medreward_coalesced_requests``: requests served per scoring call."""
+    return Histogram("medreward_coalesced_requests", "Requests scored together in one call of a scoring thread.",
+                     buckets=_GROUP_BUCKETS, registry=registry)  # fmt: skip
 
 
 def new_registry() -> CollectorRegistry:
