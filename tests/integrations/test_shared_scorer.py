@@ -49,3 +49,22 @@ def test_a_hung_sample_holds_up_only_its_own_thread():
 def test_one_scorer_per_spec_and_limit():
     assert get_scorer("toxicology") is get_scorer("toxicology")
     assert get_scorer("toxicology", time_limit=5.0) is not get_scorer("toxicology")
+
+
+def test_equal_spec_objects_share_a_scorer_and_a_gone_spec_leaves_no_entry():
+    import gc
+
+    from medreward.integrations import scorers
+    from medreward.integrations.registry import load_spec_like
+
+    first, second = load_spec_like("mcq"), load_spec_like("mcq")
+    assert first is not second
+    assert get_scorer(first, time_limit=3.0) is get_scorer(second, time_limit=3.0)  # same identity, not the same object
+    assert get_scorer(first, time_limit=3.0) is get_scorer(first, time_limit=3.0)  # the memoised identity
+    other = load_spec_like({**first.to_dict(), "name": "mcq-renamed"})
+    assert get_scorer(other, time_limit=3.0) is not get_scorer(first, time_limit=3.0)
+    looked_up_only = id(second)  # the cached scorers hold first and other; nothing holds second
+    assert looked_up_only in scorers._SPEC_IDENTS
+    del second
+    gc.collect()
+    assert looked_up_only not in scorers._SPEC_IDENTS

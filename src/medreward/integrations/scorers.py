@@ -15,6 +15,7 @@ import atexit
 import json
 import os
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -107,9 +108,25 @@ class _ScorerCache:
             shared.scorer.close()
 
 
+#: id(spec) → (a weak reference to it, its cache identity): a Spec is immutable, and its JSON
+#: (about 12 µs for a preset) would otherwise be rebuilt on every lookup, i.e. every request served.
+_SPEC_IDENTS: dict[int, tuple[weakref.ref, str]] = {}
+
+
+def _spec_ident(spec: Spec) -> str:
+    key = id(spec)
+    entry = _SPEC_IDENTS.get(key)
+    if entry is not None and entry[0]() is spec:
+        return entry[1]
+    ident = "spec:" + json.dumps(spec.to_dict(), sort_keys=True)
+    # the entry goes when the spec does (before its id can be reused)
+    _SPEC_IDENTS[key] = (weakref.ref(spec, lambda _, key=key: _SPEC_IDENTS.pop(key, None)), ident)
+    return ident
+
+
 def _cache_key(spec: SpecLike, time_limit: float | None) -> tuple[str, float | None]:
     if isinstance(spec, Spec):
-        ident = "spec:" + json.dumps(spec.to_dict(), sort_keys=True)
+        ident = _spec_ident(spec)
     elif isinstance(spec, Mapping):
         ident = "dict:" + json.dumps(to_builtin(spec), sort_keys=True, default=str)
     else:
