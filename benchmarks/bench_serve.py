@@ -32,7 +32,7 @@ from rich.table import Table
 
 from medreward import Scorer
 
-console = Console()
+console = Console(width=max(140, Console().width))  # whole numbers in the table, even in a pipe
 
 
 def free_port() -> int:
