@@ -32,6 +32,7 @@ def test_without_a_key_loopback_is_open(server_factory):
     response = httpx.post(server.url + "/v1/score", json=[RECORD])
     assert response.status_code == 200 and response.json()["records"][0]["reward"] == 1.0
     assert httpx.get(server.url + "/metrics").status_code == 200
+    assert "workers: 1 × 2 scoring threads" in server.output()  # the default for a rule-based spec
 
 
 def test_any_other_address_without_a_key_refuses_to_start():

@@ -200,5 +200,6 @@ def test_the_server_coalesces_concurrent_requests_and_answers_each_correctly(ser
         responses = asyncio.run(all_at_once())
         assert [r.json() for r in responses] == expected
     calls, served = histogram()
+    assert "workers: 1 × 1 scoring threads" in server.output()
     assert served - requests_before == 96
     assert calls - calls_before < 96  # some requests shared a call

@@ -79,3 +79,16 @@ def test_several_worker_processes_share_the_key(server_factory, tmp_path):
             assert client.post("/v1/score", json=[record]).json()["records"][0]["reward"] == 1.0
     assert httpx.post(server.url + "/v1/score", json=[record]).status_code == 401
     assert KEY not in server.output()
+
+
+def test_default_threads_are_few_for_rule_based_specs_and_more_for_model_backends():
+    import tomllib
+
+    from serve_support import JUDGE_SPEC
+
+    from medreward.integrations.registry import load_spec_like
+    from medreward.serve.config import default_threads
+
+    rule_based = [load_spec_like("toxicology"), load_spec_like("mcq")]
+    assert default_threads(rule_based) == 2
+    assert default_threads([*rule_based, load_spec_like(tomllib.loads(JUDGE_SPEC))]) == 8

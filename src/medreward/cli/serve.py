@@ -36,7 +36,8 @@ def serve_command(
         None, "--api-key-file", help="File holding the API key (first line). Default: $MEDREWARD_API_KEY. "
         "With a key, every request but /healthz and /readyz needs 'Authorization: Bearer <key>'.",
     ),
-    threads: int = typer.Option(8, "--threads", min=1, help="Scoring threads per process (scoring runs off the event loop)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, show_default="2 for rule-based specs, 8 with model backends",
+                                       help="Scoring threads per process (scoring runs off the event loop)."),
     time_limit: float = typer.Option(10.0, "--time-limit", min=0.001, help="Seconds one component may spend on one sample; past it the sample is 'timeout'."),
     max_body_mb: float = typer.Option(32.0, "--max-body-mb", min=0.001, help="Largest request body in MiB (413 beyond, unread)."),
     max_rollouts: int = typer.Option(4096, "--max-rollouts", min=1, help="Most rollouts per request (413 beyond)."),
@@ -54,12 +55,13 @@ def serve_command(
 
     from ..integrations.registry import load_spec_like
     from ..serve.auth import check_bind, load_api_key
-    from ..serve.config import API_KEY_ENV, CONFIG_ENV, ServeConfig
+    from ..serve.config import API_KEY_ENV, CONFIG_ENV, ServeConfig, default_threads
     from ..serve.routing import parse_spec_option
 
     key = load_api_key(api_key_file)
     check_bind(host, key)
     specs: dict[str, str] = {}
+    loaded_specs = []
     for option in spec:
         name, source = parse_spec_option(option)
         loaded = load_spec_like(source)  # a bad spec fails here, with its message (not in a worker process)
@@ -67,12 +69,14 @@ def serve_command(
         if name in specs:
             raise InputError(f"two specs are served as {name!r}: name them, e.g. --spec {name}2={source}")
         specs[name] = source
+        loaded_specs.append(loaded)
     config = ServeConfig(
         specs=specs, api_key=key, max_body_bytes=int(max_body_mb * 2**20), max_rollouts=max_rollouts,
-        time_limit=time_limit, threads=threads, body_timeout=body_timeout, coalesce=coalesce,
+        time_limit=time_limit, threads=threads or default_threads(loaded_specs), body_timeout=body_timeout, coalesce=coalesce,
     )  # fmt: skip
     auth = "off (loopback only)" if key is None else ("on (key from --api-key-file)" if api_key_file else f"on (key from ${API_KEY_ENV})")
-    err.print(f"medreward serve: http://{host}:{port}  specs: {', '.join(f'{n}={s}' for n, s in specs.items())}  auth: {auth}",
+    err.print(f"medreward serve: http://{host}:{port}  specs: {', '.join(f'{n}={s}' for n, s in specs.items())}  auth: {auth}  "
+              f"workers: {workers} × {config.threads} scoring threads",
               highlight=False, soft_wrap=True)  # fmt: skip
     options = dict(host=host, port=port, access_log=access_log, timeout_graceful_shutdown=graceful_timeout,
                    server_header=False, log_level="info")  # fmt: skip

@@ -6,15 +6,28 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["API_KEY_ENV", "CONFIG_ENV", "ServeConfig"]
+if TYPE_CHECKING:
+    from ..compose.spec import Spec
+
+__all__ = ["API_KEY_ENV", "CONFIG_ENV", "ServeConfig", "default_threads"]
 
 #: The API key of the server (or ``--api-key-file``).
 API_KEY_ENV = "MEDREWARD_API_KEY"
 #: How ``medreward serve`` hands its configuration to the app factory in each uvicorn worker.
 CONFIG_ENV = "MEDREWARD_SERVE_CONFIG"
+
+
+def default_threads(specs: Sequence[Spec]) -> int:
+    """Scoring threads per process when ``--threads`` is not given: 8 when a spec calls model
+    backends (a thread waits on a judge while others score), else 2. With rule-based specs the
+    threads share one core (the GIL), and fewer threads score larger groups of queued requests
+    (docs/serving.md#performance); the second thread keeps a sample that runs to its time limit
+    from holding up every request."""
+    return 8 if any(spec.backends for spec in specs) else 2
 
 
 @dataclass(frozen=True)
