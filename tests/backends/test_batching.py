@@ -161,3 +161,16 @@ def test_packing_properties(lengths, budget, cap):
     assert run_packed(list(range(len(lengths))), lengths, lambda b: [-i for i in b], max_batch_tokens=budget,
                       max_batch_size=cap, stats=stats) == [-i for i in range(len(lengths))]  # fmt: skip
     assert stats.batches == len(batches) and stats.real_tokens == sum(max(1, n) for n in lengths)
+
+
+def test_the_default_token_budget_depends_on_the_device_and_a_set_one_wins():
+    from medreward.backends.config import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, BackendConfig
+
+    default = BackendConfig(kind="transformers", model="m")
+    assert default.max_batch_tokens is None
+    assert default.batch_tokens("cpu") == CPU_BATCH_TOKENS < GPU_BATCH_TOKENS
+    assert default.batch_tokens("cuda") == default.batch_tokens("cuda:1") == GPU_BATCH_TOKENS
+    assert BackendConfig(kind="transformers", model="m", max_batch_tokens=64).batch_tokens("cpu") == 64
+    with pytest.raises(ValueError):
+        BackendConfig(kind="transformers", model="m", max_batch_tokens=8)  # below 16
+

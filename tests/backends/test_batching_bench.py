@@ -54,6 +54,17 @@ def test_both_paths_compute_the_same_outputs(bench, model):
     assert budget.stats.splits == naive.stats.splits == 0
 
 
+def test_without_an_attention_mask_right_padded_rows_give_the_same_outputs(bench, model):
+    """Causal attention never reaches the padding to the right of a row's real tokens."""
+    lengths = bench.sample_lengths(12, 2, 90, seed=5)
+    rows = bench.random_rows(lengths, model.config.vocab_size, seed=5)
+    budget, naive, mask_free = bench.compare(model, rows, pad_id=0, max_batch_tokens=400, naive_batch=4, mask_free=True)
+    assert mask_free.name == "token budget, no attention mask"
+    assert mask_free.stats.padded_tokens == budget.stats.padded_tokens > mask_free.stats.real_tokens  # padding is there
+    assert mask_free.values == pytest.approx([_alone(model, row) for row in rows], abs=1e-5)
+    assert bench.max_abs_difference(mask_free.values, naive.values) <= 1e-5
+
+
 def test_a_row_is_independent_of_its_batch(bench, model):
     """Right padding with a mask: a short row gives the same result next to a long one."""
     rows = bench.random_rows([5, 100], model.config.vocab_size, seed=1)

@@ -255,3 +255,23 @@ def test_padding_of_the_token_budget_batches_reaches_the_run_statistics(tiny_lm)
     backend.logprobs(REQUESTS[:1])  # a second call adds its own batch only
     assert stats.real_tokens == backend.packing.real_tokens and stats.padded_tokens == backend.packing.padded_tokens
     assert make(path).stats.summary()["padding_fraction"] is None  # nothing batched yet
+
+
+def test_without_a_budget_in_its_config_a_cpu_model_packs_under_the_cpu_default(tiny_lm, monkeypatch):
+    import medreward.backends.teacher_forcing as tf
+    from medreward.backends.config import CPU_BATCH_TOKENS
+
+    path, model, tok = tiny_lm
+    computed: list[int] = []
+    real = tf._forward
+
+    def forward(lm, tokenizer, batch, pad, model_id):
+        computed.append(len(batch) * max(t.length for t in batch))
+        return real(lm, tokenizer, batch, pad, model_id)
+
+    monkeypatch.setattr(tf, "_forward", forward)
+    requests = [LogprobRequest((), "word " * (40 + 7 * i), prefix="context " * (60 + 5 * i)) for i in range(12)]
+    results = make(path).logprobs(requests)  # no max_batch_tokens: the device's default
+    assert max(computed) <= CPU_BATCH_TOKENS < sum(computed)  # it packed, and had to use several batches
+    for request, result in zip(requests[:3], results):
+        assert sum(result.logprobs) == pytest.approx(sum(reference_logprobs(model, tok, request)), abs=1e-4)

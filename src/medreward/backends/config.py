@@ -21,7 +21,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["BackendConfig", "base_url_env"]
+__all__ = ["CPU_BATCH_TOKENS", "GPU_BATCH_TOKENS", "BackendConfig", "base_url_env"]
+
+#: Default token budget per forward pass of a local model on a GPU (rows × longest row).
+GPU_BATCH_TOKENS = 16_384
+#: The same on the CPU, where padding costs more than a larger batch gains.
+CPU_BATCH_TOKENS = 1536
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -49,8 +54,11 @@ class BackendConfig(BaseModel):
     circuit_reset_s: float = Field(default=30.0, gt=0, description="Seconds the circuit stays open before one trial call.")
     max_context_tokens: int | None = Field(default=None, ge=16, description="Cut prompts to fit (recorded in info).")
     batch_size: int = Field(default=8, ge=1, description="transformers: prompts per generate() call.")
-    max_batch_tokens: int = Field(
-        default=16_384, ge=16, description="local models: rows x longest row per forward pass (token-budget batching)."
+    max_batch_tokens: int | None = Field(
+        default=None,
+        ge=16,
+        description="local models: rows x longest row per forward pass (token-budget batching); "
+        "default 16384 on a GPU, 1536 on the CPU (see batch_tokens).",
     )
     device: str | None = Field(default=None, description="local models: 'cpu', 'cuda', 'cuda:1'... (default: cuda if available).")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
@@ -64,6 +72,16 @@ class BackendConfig(BaseModel):
             # a key pasted here by mistake must not be echoed back in the message
             raise ValueError("must be the NAME of an environment variable (letters, digits, _), not the key itself")
         return value
+
+    def batch_tokens(self, device: str) -> int:
+        """The token budget per forward pass on ``device``: ``max_batch_tokens`` when set, else
+        :data:`GPU_BATCH_TOKENS` on an accelerator and :data:`CPU_BATCH_TOKENS` on the CPU. On the
+        CPU a batch gains little from more rows (each row's matrix products already fill the
+        cores) and pays for every padded token, so its budget is small (benchmarks/bench_batching.py,
+        docs/performance.md)."""
+        if self.max_batch_tokens is not None:
+            return self.max_batch_tokens
+        return CPU_BATCH_TOKENS if str(device).split(":")[0] == "cpu" else GPU_BATCH_TOKENS
 
     def resolved(self, name: str, override_url: str | None = None) -> BackendConfig:
         """This config with ``base_url`` taken from ``override_url`` (``--backend-url``), else from

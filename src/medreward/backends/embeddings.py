@@ -257,7 +257,8 @@ class SentenceTransformersBackend(CachingBackend):
             ]
 
         stats = PackingStats()
-        packed = run_packed(ok, lengths, run, max_batch_tokens=self.config.max_batch_tokens, stats=stats, label="embedding batch")
+        budget = self.config.batch_tokens(pick_device(self.config.device))
+        packed = run_packed(ok, lengths, run, max_batch_tokens=budget, stats=stats, label="embedding batch")
         self.packing.merge(stats)
         with self._stats_lock:
             self.stats.real_tokens += stats.real_tokens

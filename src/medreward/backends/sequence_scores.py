@@ -136,7 +136,7 @@ def score_conversations(backend: Any, requests: list[ScoreRequest]) -> list[Scor
         inputs,
         [len(item.ids) for item in inputs],
         run,
-        max_batch_tokens=backend.config.max_batch_tokens,
+        max_batch_tokens=backend.config.batch_tokens(pick_device(backend.config.device)),
         stats=stats,
         label=f"backend {backend.name}: reward-model batch",
     )

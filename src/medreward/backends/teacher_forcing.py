@@ -123,7 +123,7 @@ def target_logprobs(
     """Per-token log-probabilities of each request's target under ``backend``'s causal LM (one
     :class:`LogprobResponse` or :class:`BackendFailure` per request, in input order).
 
-    ``backend`` gives ``causal_lm() -> (model, tokenizer)``, ``config.max_batch_tokens``,
+    ``backend`` gives ``causal_lm() -> (model, tokenizer)``, ``config.batch_tokens(device)``,
     ``config.max_context_tokens`` and ``model`` (the model id in responses); ``stats`` receives the
     packing statistics (a ``packing`` attribute of the backend, when it has one, is used otherwise).
     """
@@ -154,7 +154,7 @@ def target_logprobs(
         [t for _, t in ready],
         [t.length for _, t in ready],
         run,
-        max_batch_tokens=backend.config.max_batch_tokens,
+        max_batch_tokens=backend.config.batch_tokens(str(model.device)),
         stats=stats,
         label="teacher-forced forward pass",
     )
