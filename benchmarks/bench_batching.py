@@ -128,20 +128,19 @@ def mean_token_logprobs(model: Any, rows: list[list[int]], pad_id: int, *, head_
     models whose head is a plain linear layer, as here, and whose attention is causal)."""
     import torch
 
-    use_mask = mask
     device = next(model.parameters()).device
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    real = torch.zeros((len(rows), width), dtype=torch.long)
     for b, row in enumerate(rows):
         if len(row) < 2:
             raise ValueError("a row needs at least two tokens")
         ids[b, : len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[b, : len(row)] = 1
-    ids, mask = ids.to(device), mask.to(device)
+        real[b, : len(row)] = 1
+    ids, real = ids.to(device), real.to(device)
     with torch.inference_mode():
-        hidden = model.base_model(input_ids=ids, attention_mask=mask if use_mask else None).last_hidden_state
-        predicts = mask[:, 1:].bool()  # position t predicts token t + 1, a real token
+        hidden = model.base_model(input_ids=ids, attention_mask=real if mask else None).last_hidden_state
+        predicts = real[:, 1:].bool()  # position t predicts token t + 1, a real token
         states = hidden[:, :-1][predicts]  # row-major: row 0's positions, then row 1's, ...
         targets = ids[:, 1:][predicts]
         head = model.get_output_embeddings()

@@ -167,8 +167,8 @@ def test_a_shut_down_executor_fails_requests_instead_of_hanging(router):
     executor = ThreadPoolExecutor(1)
     executor.shutdown()
     coalescer = Coalescer(executor, slots=1, max_bytes=10**6)
-    with pytest.raises(RuntimeError):
-        asyncio.run(coalescer.run(requests(router)[0], 10))
+    with pytest.raises(RuntimeError):  # not a hang: wait_for would raise TimeoutError instead
+        asyncio.run(asyncio.wait_for(coalescer.run(requests(router)[0], 10), 5))
 
 
 @pytest.fixture(scope="module")

@@ -141,6 +141,7 @@ class Scorer:
         self.components: list[RewardComponent] = self.spec.build()
         # components that score one sample at a time (no score_batch of their own), by index
         self._per_sample = [c for c, comp in enumerate(self.components) if type(comp).score_batch is RewardComponent.score_batch]
+        self._batch_components = [c for c in range(len(self.components)) if c not in self._per_sample]
         self.time_limit = time_limit
         self.batch_time_limit = batch_time_limit
         self.workers = workers
@@ -397,7 +398,7 @@ class Scorer:
         if self.time_limit is None or self._deadline is not None:
             return {}
         per_sample = self._per_sample
-        batched = [c for c in range(len(self.components)) if c not in per_sample] if self.batch_time_limit else []
+        batched = self._batch_components if self.batch_time_limit else []
         out: dict[int, list[Any]] = {}
         if len(per_sample) >= 2:
             n = len(rollouts)

@@ -26,7 +26,7 @@ import functools
 import gc
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
@@ -77,9 +77,9 @@ def create_app(config: ServeConfig) -> Any:
         gc.freeze()  # the loaded specs and modules live for good: keep them out of every collection
         # Collect less often. The generation-0 count is containers allocated minus freed: a scoring
         # call leaves its records alive until they are sent, so at the default threshold (700) a
-        # collection ran after nearly every call and traversed them all, about a tenth of the
-        # server's CPU (bench_serve.py). Nearly all of it is freed by reference counting anyway;
-        # this process serves, so the setting is ours to make.
+        # collection ran after nearly every call and traversed them all: 1.2 s of collector time in
+        # 10 s of load on one worker (gc.callbacks, bench_serve's client). Nearly all of it is freed
+        # by reference counting anyway; this process serves, so the setting is ours to make.
         gc.set_threshold(_GC_THRESHOLD, *gc.get_threshold()[1:])
         yield
         executor.shutdown(wait=False, cancel_futures=True)  # uvicorn has let in-flight requests finish
@@ -171,9 +171,10 @@ class ScoringPaths:
     """ASGI: the scoring endpoints, ``POST {path}`` and ``POST {path}/{name}`` for each path of
     ``handlers``, answered here; every other request goes to ``app`` (FastAPI).
 
-    FastAPI's routing, dependency and middleware layers cost as much CPU per request as scoring
-    16 rollouts, and the scoring endpoints need none of them: a handler gets the route name (or
-    ``None``), the query parameters and the body, and returns the response.
+    Under load (py-spy, 16 rollouts a request) FastAPI's routing, dependency and middleware layers
+    held the GIL about as long as scoring did, and the scoring endpoints need none of them: a
+    handler gets the route name (or ``None``), the query parameters and the body, and returns the
+    response.
     """
 
     def __init__(self, app: Any, handlers: dict[str, Handler]) -> None:
@@ -296,10 +297,7 @@ def _score_work(router: Router, route: Route | None, limit: int, echo: bool, bod
     groups = router.split(records) if route is None else [(route, list(range(len(records))), records)]
 
     def finish(scored: list[Scored]) -> Response:
-        out: list[Any] = [None] * len(records)
-        for (_, where, _), piece in zip(groups, scored, strict=True):
-            for i, record in zip(where, piece.records, strict=True):
-                out[i] = record.to_dict() if echo else _scores_only(record)
+        out = _in_input_order(groups, scored, len(records), ScoredRecord.to_dict if echo else _scores_only)
         return Response(_dumps({"records": out}), media_type="application/json")
 
     return Work([(r.scorer, items) for r, _, items in groups], finish)
@@ -307,18 +305,27 @@ def _score_work(router: Router, route: Route | None, limit: int, echo: bool, bod
 
 def _evaluate_work(router: Router, route: Route | None, limit: int, body: bytes) -> Work:
     """``/v1/evaluate``: reward-kit / eval-protocol ``EvaluateResult`` (see :mod:`.evaluate`)."""
-    from .evaluate import evaluation_groups, to_evaluate_result
+    from ..integrations.reward_kit import to_evaluate_result
+    from .evaluate import evaluation_groups
 
     single, groups = evaluation_groups(router, route, _loads(body), limit)
 
     def finish(scored: list[Scored]) -> Response:
-        out: list[Any] = [None] * sum(len(where) for _, where, _ in groups)
-        for (_, where, _), piece in zip(groups, scored, strict=True):
-            for i, record in zip(where, piece.records, strict=True):
-                out[i] = to_evaluate_result(record)
+        out = _in_input_order(groups, scored, sum(len(where) for _, where, _ in groups), to_evaluate_result)
         return json_response(out[0] if single else out)
 
     return Work([(shared, items) for shared, _, items in groups], finish)
+
+
+def _in_input_order(groups: Sequence[tuple[Any, list[int], list[Any]]], scored: Sequence[Scored], n: int,
+                    convert: Callable[[ScoredRecord], Any]) -> list[Any]:  # fmt: skip
+    """``convert`` of each scored record, put back at its input position (``groups`` hold the
+    positions of each piece's items, in the order of ``scored``)."""
+    out: list[Any] = [None] * n
+    for (_, where, _), piece in zip(groups, scored, strict=True):
+        for i, record in zip(where, piece.records, strict=True):
+            out[i] = convert(record)
+    return out
 
 
 def _scores_only(record: ScoredRecord) -> dict[str, Any]:

@@ -16,13 +16,13 @@ from typing import Any
 from ..errors import RecordError
 from ..integrations.references import bad_input, coerce_reference
 from ..integrations.scorers import SharedScorer
-from ..integrations.reward_kit import _as_dict, _ground_truth, to_evaluate_result
+from ..integrations.reward_kit import _as_dict, _ground_truth
 from ..records import message_text
 from ..text import TextTypeError
 from .responses import ApiError
 from .routing import Route, Router
 
-__all__ = ["evaluation_groups", "evaluation_item", "to_evaluate_result"]
+__all__ = ["evaluation_groups", "evaluation_item"]
 
 
 def evaluation_item(request: Any, reference_keys: tuple[str, ...]) -> Any:
